@@ -137,6 +137,69 @@ typedef struct {
 } sk_mprod_call;
 void sk_mprod_execute(sk_pool *pool, const sk_mprod_call *call);
 
+/* ---- Block-diagonal product in column-scaled form (sk_scaled_block.c) ------------------------
+ *
+ * X <- X * B in place, for X (m x n) block-diagonal with dense blocks and B (n x n) block-diagonal
+ * on the same column blocks, when most rows of B are zero off the diagonal.
+ *
+ * X is held as Y * diag(s): Y the stored values, s one scale per column. Block b spans columns
+ * col_start[b] .. col_start[b+1]-1 and rows[b] rows; its values are stored column-major at
+ * Y + value_start[b]. The diagonal of B goes into the scales (s_j *= B(j,j), no pass over Y), so
+ * a step costs only the off-diagonal terms of the rows of B flagged active:
+ *     Y(:,j) += (s_r B(r,j) / s_j') * Y_old(:,r)    for every active r, every off-diagonal B(r,j).
+ * Rows not flagged must be zero off the diagonal; they are not read. A scale leaving [lo, hi],
+ * zero or not finite, is moved into its column (Y(:,j) *= s_j, s_j = 1).
+ *
+ * A deferred product rides along: the caller's vector is g + Y*w (one weight w_j per column),
+ * so adding a multiple of X(:,j) to g costs one update of w_j. Before column j of Y changes its
+ * term is folded in (g(block's rows) += w_j Y(:,j), w_j = 0); block b's rows of g start at
+ * row_start[b].
+ *
+ * B's values are read through indices into the caller's value array Bv: B(j,j) at diag_val[j]
+ * (-1: zero); the off-diagonal entries of row r at edge_start[r] .. edge_start[r+1]-1, column
+ * edge_col[e] (in r's block, never r) and value Bv[edge_val[e]]. */
+typedef struct {
+    int32_t nblocks;
+    const int32_t *col_start;                   /* nblocks + 1 */
+    const int32_t *rows;                        /* nblocks: rows of each block */
+    const int32_t *row_start;                   /* nblocks: first row of each block in g */
+    const int64_t *value_start;                 /* nblocks: offset of each block in Y */
+    const int64_t *edge_start;                  /* n + 1 */
+    const int32_t *edge_col, *edge_val;         /* per off-diagonal entry */
+    const int32_t *diag_val;                    /* n */
+    int64_t max_block_values;                   /* largest rows[b] * columns of b */
+    int32_t max_block_columns;
+} sk_scaled_block_plan;
+
+/* Blocks [b0, b1) of one update; scratch holds max_block_values scalars, source_scale and sources
+ * max_block_columns each. Returns the multiply-adds of the off-diagonal terms done. */
+int64_t sk_scaled_block_update_f64(const sk_scaled_block_plan *plan, const double *Bv, const uint8_t *active,
+                                   double *Y, double *s, double *w, double *g, double lo, double hi,
+                                   int32_t b0, int32_t b1, double *scratch, double *source_scale,
+                                   int32_t *sources);
+int64_t sk_scaled_block_update_f32(const sk_scaled_block_plan *plan, const float *Bv, const uint8_t *active,
+                                   float *Y, float *s, float *w, float *g, float lo, float hi,
+                                   int32_t b0, int32_t b1, float *scratch, float *source_scale,
+                                   int32_t *sources);
+
+/* One update split over a pool by blocks: thread t does blocks bounds[t] .. bounds[t+1]-1 with
+ * its own workspace (scratch, source_scale and sources at t times the sizes above) and writes
+ * its multiply-adds to done[t]. Blocks touch disjoint parts of Y, s, w and g, so the result has
+ * the same bits for any number of threads. */
+typedef struct {
+    const sk_scaled_block_plan *plan;
+    const void *Bv;
+    const uint8_t *active;
+    void *Y, *s, *w, *g;
+    double lo, hi;
+    const int32_t *bounds;
+    void *scratch, *source_scale;
+    int32_t *sources;
+    int64_t *done;
+    int single;                                 /* 1: float, 0: double */
+} sk_scaled_block_call;
+void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
+
 /* ---- Sparse matrix-vector product (sk_gaxpy.c) ----------------------------------------------- */
 
 /* y += A * x for A (m x n, CSC). */

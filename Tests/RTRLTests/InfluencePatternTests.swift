@@ -149,11 +149,13 @@ final class InfluencePatternTests: XCTestCase {
                 XCTAssertEqual(pattern.statistics.bytes, 8 * nonzeros, what)
                 XCTAssertEqual(try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: order),
                                pattern.statistics, what)
-                // The learner stores exactly these entries (two buffers).
+                // The learner stores exactly these entries: two buffers, or for the EGRU (updated
+                // in place in scaled form) one, with a scale, a deferred weight and a flag per column.
                 if case .snap(let n) = order, n <= 2 {
                     let learner = try OnlineLearner(model: model, method: .snap(n))
                     XCTAssertEqual(learner.influencePattern?.reach, pattern.reach, what)
-                    XCTAssertEqual(learner.influenceBytes, 2 * nonzeros * MemoryLayout<Double>.stride, what)
+                    let expected = cell == .egru ? 8 * nonzeros + 17 * components * pairs : 16 * nonzeros
+                    XCTAssertEqual(learner.influenceBytes, expected, what)
                 }
             }
             // Exact RTRL on a dense graph keeps the full k × p influence.

@@ -15,9 +15,10 @@ extension OnlineLearner {
         flat.update(repeating: 0)
         let offsets = flatOffsets
         let layout = structure.layout
-        for s in streams {
+        for (index, s) in streams.enumerated() {
             core.withUnsafeMutableBufferPointer { core in
                 for t in 0..<core.count { core[t] = s.coreGradient[t] }
+                if case .sparse(let influence) = tracker { influence.addDeferredGradient(stream: index, into: core) }
                 if let history = s.history, !history.records.isEmpty {
                     history.backpropagate(weightHH: model.parameters.weightHH, into: core)
                 }
@@ -75,11 +76,16 @@ public struct LearnerSnapshot<Scalar: SparseScalar>: Codable {
         var readoutWeightGradient: Packed<Scalar>
         var readoutBiasGradient: Packed<Scalar>
         var influence: Packed<Scalar>?
+        /// The scaled form's column scales and deferred gradient weights (absent otherwise).
+        var influenceScale: Packed<Scalar>?
+        var influencePending: Packed<Scalar>?
         var historyRecords: [StepRecord<Scalar>]?
         var historyWeights: [Packed<Scalar>]?
         var estimator: [Packed<Scalar>]?
     }
     var method: String
+    /// The influence storage of sparse methods ("blocked" or "generic"; absent in older checkpoints).
+    var layout: String?
     var stepCount: Int
     var streams: [Stream]
 }
@@ -106,12 +112,18 @@ extension OnlineLearner {
     /// The learner's evolving state (not its model or structure).
     public func snapshot() throws -> LearnerSnapshot<Scalar> {
         var result = LearnerSnapshot<Scalar>(method: method.description, stepCount: stepCount, streams: [])
+        if case .sparse(let influence) = tracker { result.layout = influence.layout.rawValue }
         for (b, s) in streams.enumerated() {
             var stream = LearnerSnapshot<Scalar>.Stream(
                 state: Packed(s.state), isInitial: s.isInitial, coreGradient: Packed(s.coreGradient),
                 readoutWeightGradient: Packed(s.readoutWeightGradient), readoutBiasGradient: Packed(s.readoutBiasGradient))
             switch tracker {
-            case .sparse(let influence): stream.influence = Packed(influence.streams[b].current)
+            case .sparse(let influence):
+                stream.influence = Packed(influence.streams[b].current)
+                if influence.isScaled {
+                    stream.influenceScale = Packed(influence.streams[b].scale)
+                    stream.influencePending = Packed(influence.streams[b].pending)
+                }
             case .dense(let influence): stream.influence = Packed(influence.streams[b].current)
             case .history:
                 stream.historyRecords = s.history?.records
@@ -129,6 +141,9 @@ extension OnlineLearner {
         guard snapshot.method == method.description, snapshot.streams.count == streamCount else {
             throw RTRLError.invalidInput("the checkpoint was taken with \(snapshot.method) on \(snapshot.streams.count) stream(s), not \(method) on \(streamCount)")
         }
+        if case .sparse(let influence) = tracker, let saved = snapshot.layout, saved != influence.layout.rawValue {
+            throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.layout.rawValue)")
+        }
         func check(_ a: Packed<Scalar>, _ count: Int, _ what: String) throws -> [Scalar] {
             guard a.values.count == count else {
                 throw RTRLError.invalidInput("the checkpoint's \(what) has \(a.values.count) values, not \(count)")
@@ -145,7 +160,13 @@ extension OnlineLearner {
             switch tracker {
             case .sparse(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
-                influence.streams[b].current = try check(values, influence.streams[b].current.count, "influence matrix")
+                let current = try check(values, influence.streams[b].current.count, "influence matrix")
+                let columns = influence.columnState.count
+                let scale = try saved.influenceScale.map { try check($0, columns, "influence scales") }
+                let pending = try saved.influencePending.map { try check($0, columns, "deferred gradient") }
+                try s.coreGradient.withUnsafeMutableBufferPointer { g in
+                    try influence.restore(stream: b, values: current, scales: scale, pending: pending, gradient: g)
+                }
             case .dense(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
                 influence.streams[b].current = try check(values, influence.streams[b].current.count, "influence matrix")

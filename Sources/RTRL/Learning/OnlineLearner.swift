@@ -173,7 +173,10 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             CellStep.run(model, previous: previous, isInitial: s.isInitial, input: input, record: &s.record)
         }
         switch tracker {
-        case .sparse(let influence): try influence.update(stream: b, weightHH: p.weightHH, record: s.record)
+        case .sparse(let influence):
+            try s.coreGradient.withUnsafeMutableBufferPointer { g in
+                try influence.update(stream: b, weightHH: p.weightHH, record: s.record, gradient: g)
+            }
         case .dense(let influence): influence.update(stream: b, weightHH: p.weightHH, record: s.record)
         case .estimator(let estimator): try estimator.update(stream: b, model: model, record: s.record)
         case .history: break
@@ -223,8 +226,11 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     public func gradient() -> Parameters<Scalar> {
         var result = model.parameters.zeros()
         var core = [Scalar](repeating: 0, count: structure.layout.count)
-        for s in streams {
+        for (b, s) in streams.enumerated() {
             for t in core.indices { core[t] += s.coreGradient[t] }
+            if case .sparse(let influence) = tracker {
+                core.withUnsafeMutableBufferPointer { influence.addDeferredGradient(stream: b, into: $0) }
+            }
             // Losses still waiting in the history: the whole sequence for BPTT, the current
             // (possibly shorter) window for TBPTT.
             if let history = s.history, !history.records.isEmpty {
@@ -245,6 +251,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             s.readoutBiasGradient.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             s.history?.forgetLosses()
         }
+        if case .sparse(let influence) = tracker { influence.resetDeferredGradient() }
     }
 
     /// Starts a new sequence on one stream (or all): zero state and zero influence. For BPTT and
@@ -261,7 +268,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             s.state.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
             s.isInitial = true
             switch tracker {
-            case .sparse(let influence): influence.reset(stream: b)
+            case .sparse(let influence): s.coreGradient.withUnsafeMutableBufferPointer { influence.reset(stream: b, gradient: $0) }
             case .dense(let influence): influence.reset(stream: b)
             case .estimator(let estimator): estimator.reset(stream: b)
             case .history: break

@@ -6,14 +6,18 @@ import CSparseKernels
 ///     J_t = (D_t J_{t−1} + I_t) ⊙ M
 ///
 /// Storage (`InfluenceLayout`): unit-blocked (Ĵ, B = Δ gathered from D) or state-major (Jᵀ,
-/// B = Dᵀ). Both sum the same terms in the same order, so they give the same bits.
+/// B = Dᵀ). Both sum the same terms in the same order, so they give the same bits. For the EGRU
+/// with skipping, the unit-blocked storage is held in scaled form instead and updated in place
+/// through a `ScaledBlockProductPlan`, whose work follows the open units (see `blockPlan`).
 final class SparseInfluence<Scalar: SparseScalar> {
     let pattern: InfluencePattern
     let layout: InfluenceLayout
     let storage: SparsityPattern
-    /// The state variable of every storage column.
+    /// The state variable of every storage column, and its unit.
     let columnState: [Int32]
-    let plan: MaskedProductPlan
+    let columnUnit: [Int32]
+    /// The masked product (every path but the scaled form).
+    let plan: MaskedProductPlan?
     /// Unit-blocked only: position in Dᵀ's values of every entry of Δ.
     let deltaSource: [Int32]
     /// Position of (state (c, i), first parameter of unit i), indexed c·k + i: that unit's
@@ -22,46 +26,56 @@ final class SparseInfluence<Scalar: SparseScalar> {
     let thresholds: ThresholdImmediate?
     /// Unit-blocked only: the first parameter of every column (its rows are contiguous).
     let columnFirstRow: [Int32]
-    /// Activity-sparse update (EGRU, unit-blocked, skipping on): Ĵ ← Ĵ·diag(Δ), then only the
-    /// columns of open units push their off-diagonal terms. `deltaDiagonal[c]` is the position
-    /// of Δ(c, c) (−1 if absent), `pushWork[c]` the multiply-adds column c pushes.
-    let usesPushForm: Bool
-    let deltaDiagonal: [Int32]
-    let pushWork: [Int]
+    /// The activity-sparse update (EGRU, unit-blocked, skipping on): Ĵ held as Y·diag(σ) with a
+    /// scale per column, so D's diagonal costs one multiplication per column, and only the open
+    /// units' columns push their off-diagonal terms (`ScaledBlockProductPlan`, reading D's values
+    /// in place). The gradient wᵀJ is deferred as per-column weights π (g_true = g + Ŷπ).
+    let blockPlan: ScaledBlockProductPlan?
+    /// Scaled form: the column holding each immediate target (state (c, i), unit i's parameters).
+    let immediateColumn: [Int32]
     /// One stream's buffers (a separate object per stream, so streams update concurrently).
     final class Stream {
-        /// Current influence values and the buffer the next step writes.
+        /// Current influence values and the buffer the next step writes (empty in scaled form,
+        /// which updates in place).
         var current: [Scalar]
         var next: [Scalar]
-        /// D's values (on Dᵀ's pattern) and B's values (Δ, unit-blocked only).
+        /// D's values (on Dᵀ's pattern) and B's values (Δ, unit-blocked only, not in scaled form).
         var dynamics: [Scalar]
         var factor: [Scalar]
         /// w gathered onto the storage's columns (for the gradient).
         var columnWeights: [Scalar]
         /// Multiply-adds skipped by the last update (quiet units).
         var skipped = 0
-        /// Push form: Δ's diagonal per column, and the open columns of this step.
-        var diagonal: [Scalar] = []
-        var openColumns: [Int32] = []
-        init(values: Int, dynamics: Int, factor: Int, columns: Int) {
+        /// Scaled form: column scales σ, deferred gradient weights π, open flags, workspace.
+        var scale: [Scalar] = []
+        var pending: [Scalar] = []
+        var open: [UInt8] = []
+        var workspace: ScaledBlockProductPlan.Workspace?
+        init(values: Int, doubleBuffered: Bool, dynamics: Int, factor: Int, columns: Int) {
             columnWeights = [Scalar](repeating: 0, count: columns)
             current = [Scalar](repeating: 0, count: values)
-            next = current
+            next = doubleBuffered ? current : []
             self.dynamics = [Scalar](repeating: 0, count: dynamics)
             self.factor = [Scalar](repeating: 0, count: factor)
         }
     }
     let streams: [Stream]
     /// Skip terms whose D factor is exactly zero (EGRU activity sparsity; exact).
-    var skipsQuietUnits: Bool
+    let skipsQuietUnits: Bool
+    /// Multiply-adds of one update that skipped nothing.
+    let multiplyAdds: Int
 
     init(pattern: InfluencePattern, layout: InfluenceLayout, streams: Int, threads: Int, weightHH: SparsityPattern,
          memoryBudget: Int, skipsQuietUnits: Bool) throws {
         let graph = pattern.graph, k = graph.hiddenSize
         let values = pattern.statistics.nonzeros
-        let needed = 2 * streams * values * MemoryLayout<Scalar>.stride
+        let scaled = skipsQuietUnits && layout == .unitBlocked && graph.cell == .egru
+        let stride = MemoryLayout<Scalar>.stride
+        // Values (double-buffered unless updated in place), plus scales and weights per column.
+        let columns = layout == .unitBlocked ? pattern.statistics.reachPairs * graph.cell.stateComponents : graph.stateSize
+        let needed = streams * ((scaled ? 1 : 2) * values * stride + (scaled ? columns * (2 * stride + 1) : 0))
         guard needed <= memoryBudget else {
-            throw RTRLError.tooLarge(what: "the influence matrices of \(streams) stream(s) (\(values) entries each, double-buffered)",
+            throw RTRLError.tooLarge(what: "the influence matrices of \(streams) stream(s) (\(values) entries each\(scaled ? "" : ", double-buffered"))",
                                      neededBytes: needed, budgetBytes: memoryBudget)
         }
         self.pattern = pattern
@@ -82,24 +96,27 @@ final class SparseInfluence<Scalar: SparseScalar> {
             bPattern = graph.jacobianTransposed
             deltaSource = []
         }
-        let push = skipsQuietUnits && layout == .unitBlocked && graph.cell == .egru
-        usesPushForm = push
-        plan = try MaskedProductPlan(a: storage, b: bPattern, mask: storage, layout: .runs, threads: threads,
-                                     memoryBudget: max(0, memoryBudget - needed), pushForm: push)
-        var deltaDiagonal = [Int32](repeating: -1, count: push ? bPattern.columnCount : 0)
-        var pushWork = [Int](repeating: 0, count: push ? bPattern.columnCount : 0)
-        if push {
-            for c in 0..<bPattern.columnCount {
-                for p in Int(bPattern.columnPointers[c])..<Int(bPattern.columnPointers[c + 1]) {
-                    let row = Int(bPattern.rowIndices[p])
-                    if row == c { deltaDiagonal[c] = Int32(p) } else {
-                        pushWork[row] += Int(storage.columnPointers[c + 1] - storage.columnPointers[c])
-                    }
-                }
-            }
+        columnUnit = columnState.map { $0 % Int32(k) }
+        let layoutOfParameters = pattern.layout
+        if scaled {
+            // One block per unit i: its columns (i, q ∈ R(i)), each holding i's parameters.
+            let blockColumns = (0..<k).map { graph.cell.stateComponents * pattern.reach(ofUnit: $0).count }
+            let blockRows = (0..<k).map { Int(layoutOfParameters.unitStart[$0 + 1] - layoutOfParameters.unitStart[$0]) }
+            let blockFirst = (0..<k).map { Int(layoutOfParameters.unitStart[$0]) }
+            let blockPlan = try ScaledBlockProductPlan(
+                blockColumns: blockColumns, blockRows: blockRows, blockFirstRows: blockFirst, rowCount: layoutOfParameters.count,
+                b: bPattern, bValueIndex: deltaSource, bValueCount: graph.jacobianTransposed.nonzeroCount, threads: threads,
+                memoryBudget: max(0, memoryBudget - needed))
+            self.blockPlan = blockPlan
+            plan = nil
+            multiplyAdds = blockPlan.multiplyAdds
+        } else {
+            let plan = try MaskedProductPlan(a: storage, b: bPattern, mask: storage, layout: .runs, threads: threads,
+                                             memoryBudget: max(0, memoryBudget - needed))
+            self.plan = plan
+            blockPlan = nil
+            multiplyAdds = plan.multiplyAdds
         }
-        self.deltaDiagonal = deltaDiagonal
-        self.pushWork = pushWork
         // Where each (state, parameter) lives.
         let storage = self.storage, columnState = self.columnState
         var columnOf = [Int: Int]() // (unit of parameter) * S + state → column, unit-blocked only
@@ -112,55 +129,130 @@ final class SparseInfluence<Scalar: SparseScalar> {
             }
             for c in 0..<storage.columnCount { columnOf[unitOfColumn[c] * graph.stateSize + Int(columnState[c])] = c }
         }
-        let layoutOfParameters = pattern.layout
-        func position(_ state: Int, _ parameter: Int) -> Int? {
+        func column(_ state: Int, _ parameter: Int) -> Int? {
             switch layout {
             case .stateMajor:
-                return storage.position(row: parameter, column: state)
+                return state
             case .unitBlocked:
                 let unit = layoutOfParameters.unitStart.lastIndex(where: { $0 <= Int32(parameter) })!
-                guard let c = columnOf[unit * graph.stateSize + state] else { return nil }
-                return storage.position(row: parameter, column: c)
+                return columnOf[unit * graph.stateSize + state]
             }
         }
+        func position(_ state: Int, _ parameter: Int) -> Int? {
+            guard let c = column(state, parameter) else { return nil }
+            return storage.position(row: parameter, column: c)
+        }
         var immediateStart = [Int32](repeating: 0, count: graph.stateSize)
+        var immediateColumn = [Int32](repeating: -1, count: graph.stateSize)
         for c in 0..<graph.cell.stateComponents {
             for i in 0..<k {
                 let first = Int(layoutOfParameters.unitStart[i])
                 immediateStart[c * k + i] = Int32(position(c * k + i, first) ?? -1)
+                if immediateStart[c * k + i] >= 0 { immediateColumn[c * k + i] = Int32(column(c * k + i, first)!) }
             }
         }
         self.immediateStart = immediateStart
+        self.immediateColumn = immediateColumn
         columnFirstRow = layout == .unitBlocked
             ? (0..<storage.columnCount).map { c in
                 storage.columnPointers[c] < storage.columnPointers[c + 1] ? storage.rowIndices[Int(storage.columnPointers[c])] : 0 }
             : []
         thresholds = graph.cell == .egru
-            ? ThresholdImmediate(layout: layoutOfParameters, weightHH: weightHH, hiddenSize: k, position: position)
+            ? ThresholdImmediate(layout: layoutOfParameters, weightHH: weightHH, hiddenSize: k, column: column, position: position)
             : nil
+        let blockPlan = self.blockPlan
         self.streams = (0..<streams).map { _ in
-            let stream = Stream(values: values, dynamics: graph.jacobianTransposed.nonzeroCount,
-                                factor: layout == .unitBlocked ? bPattern.nonzeroCount : 0, columns: columnState.count)
-            if push {
-                stream.diagonal = [Scalar](repeating: 0, count: columnState.count)
-                stream.openColumns.reserveCapacity(columnState.count)
+            let stream = Stream(values: values, doubleBuffered: !scaled, dynamics: graph.jacobianTransposed.nonzeroCount,
+                                factor: layout == .unitBlocked && !scaled ? bPattern.nonzeroCount : 0, columns: columnState.count)
+            if let blockPlan {
+                stream.scale = [Scalar](repeating: 1, count: columnState.count)
+                stream.pending = [Scalar](repeating: 0, count: columnState.count)
+                stream.open = [UInt8](repeating: 0, count: columnState.count)
+                stream.workspace = blockPlan.makeWorkspace()
             }
             return stream
         }
     }
 
-    /// Memory held per stream by the influence values (both buffers), in bytes.
-    var bytesPerStream: Int { 2 * storage.nonzeroCount * MemoryLayout<Scalar>.stride }
+    /// Whether the influence is held in scaled form (see `blockPlan`).
+    var isScaled: Bool { blockPlan != nil }
 
-    func reset(stream b: Int) {
-        streams[b].current.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    /// Memory held per stream by the influence values (both buffers, or one with its scales).
+    var bytesPerStream: Int {
+        let stride = MemoryLayout<Scalar>.stride
+        return isScaled ? storage.nonzeroCount * stride + columnState.count * (2 * stride + 1) : 2 * storage.nonzeroCount * stride
     }
 
-    /// One influence update for stream b from its step record.
+    /// Starts stream b afresh (zero influence). In scaled form the deferred gradient is first
+    /// folded into `gradient`.
+    func reset(stream b: Int, gradient g: UnsafeMutableBufferPointer<Scalar>) {
+        let stream = streams[b]
+        if let blockPlan {
+            stream.current.withUnsafeBufferPointer { y in
+                stream.pending.withUnsafeMutableBufferPointer { w in
+                    try! blockPlan.foldPending(values: y, pendingWeights: w, g: g)
+                }
+            }
+            stream.scale.withUnsafeMutableBufferPointer { $0.update(repeating: 1) }
+        }
+        stream.current.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// Drops the deferred gradient of every stream (with the learner's `resetGradient`).
+    func resetDeferredGradient() {
+        for stream in streams where isScaled { stream.pending.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
+    }
+
+    /// Adds stream b's deferred gradient (scaled form) to a θ-ordered gradient, leaving it deferred.
+    func addDeferredGradient(stream b: Int, into g: UnsafeMutableBufferPointer<Scalar>) {
+        guard let blockPlan else { return }
+        let stream = streams[b]
+        stream.current.withUnsafeBufferPointer { y in
+            stream.pending.withUnsafeBufferPointer { w in try! blockPlan.addPending(values: y, pendingWeights: w, to: g) }
+        }
+    }
+
+    /// Replaces stream b's influence by saved values: `scales` and `pending` are the scaled
+    /// form's (nil: σ = 1, π = 0). A learner not in scaled form takes them into its values and
+    /// folds the deferred gradient into `gradient`, so either form resumes the same numbers.
+    func restore(stream b: Int, values: [Scalar], scales: [Scalar]?, pending: [Scalar]?,
+                 gradient g: UnsafeMutableBufferPointer<Scalar>) throws {
+        let stream = streams[b], n = columnState.count
+        if isScaled {
+            stream.current = values
+            stream.scale = scales ?? [Scalar](repeating: 1, count: n)
+            stream.pending = pending ?? [Scalar](repeating: 0, count: n)
+            return
+        }
+        var values = values
+        if scales != nil || pending != nil {
+            guard layout == .unitBlocked else {
+                throw RTRLError.invalidInput("the checkpoint's influence matrix is in the unit-blocked scaled form, but this learner stores it state-major")
+            }
+            for c in 0..<n {
+                let range = Int(storage.columnPointers[c])..<Int(storage.columnPointers[c + 1])
+                let first = Int(columnFirstRow[c])
+                if let pending, pending[c] != 0 {
+                    for (t, p) in range.enumerated() { g[first + t] += pending[c] * values[p] }
+                }
+                if let scales { for p in range { values[p] *= scales[c] } }
+            }
+        }
+        stream.current = values
+    }
+
+    /// One influence update for stream b from its step record. `gradient` is the stream's
+    /// θ-ordered gradient, which the scaled form's deferred product folds into.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    func update(stream b: Int, weightHH: SparseMatrix<Scalar>, record: StepRecord<Scalar>) throws {
+    func update(stream b: Int, weightHH: SparseMatrix<Scalar>, record: StepRecord<Scalar>,
+                gradient: UnsafeMutableBufferPointer<Scalar>) throws {
         let graph = pattern.graph, stream = streams[b]
+        if let blockPlan {
+            try scaledUpdate(stream, plan: blockPlan, weightHH: weightHH, record: record, gradient: gradient)
+            return
+        }
+        guard let plan else { return }
         try stream.dynamics.withUnsafeMutableBufferPointer { dt in
             StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: record, into: dt)
             try stream.factor.withUnsafeMutableBufferPointer { f in
@@ -175,11 +267,7 @@ final class SparseInfluence<Scalar: SparseScalar> {
                 }
                 try stream.current.withUnsafeBufferPointer { a in
                     try stream.next.withUnsafeMutableBufferPointer { c in
-                        if usesPushForm {
-                            try pushUpdate(stream, record: record, a: a, delta: bValues, into: c)
-                        } else {
-                            stream.skipped = try plan.execute(a: a, b: bValues, into: c, skippingZeroFactors: skipsQuietUnits)
-                        }
+                        stream.skipped = try plan.execute(a: a, b: bValues, into: c, skippingZeroFactors: skipsQuietUnits)
                         addImmediate(record, into: c, weightHH: weightHH)
                     }
                 }
@@ -188,30 +276,39 @@ final class SparseInfluence<Scalar: SparseScalar> {
         swap(&stream.current, &stream.next)
     }
 
-    /// The activity-sparse update: Ĵ_new = Ĵ·diag(Δ), then the off-diagonal terms of the columns
-    /// whose unit is open this step (D's column scale is non-zero: active or within the
-    /// pseudo-derivative's support). Quiet units' columns of D are zero off the diagonal, so this
-    /// is the same product (to rounding: the terms are summed in another order).
+    /// The activity-sparse update in scaled form: D's diagonal into the column scales, the
+    /// off-diagonal terms of the open units' columns only (quiet units' columns of D are zero off
+    /// the diagonal), then the immediate terms divided by their column's scale. The same product
+    /// as the plain update, to rounding (the terms are summed in another order).
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    private func pushUpdate(_ stream: Stream, record: StepRecord<Scalar>, a: UnsafeBufferPointer<Scalar>,
-                            delta: UnsafeBufferPointer<Scalar>, into c: UnsafeMutableBufferPointer<Scalar>) throws {
-        let k = pattern.graph.hiddenSize
-        for col in 0..<deltaDiagonal.count {
-            let d = deltaDiagonal[col]
-            stream.diagonal[col] = d >= 0 ? delta[Int(d)] : 0
+    private func scaledUpdate(_ stream: Stream, plan: ScaledBlockProductPlan, weightHH: SparseMatrix<Scalar>,
+                              record r: StepRecord<Scalar>, gradient g: UnsafeMutableBufferPointer<Scalar>) throws {
+        let graph = pattern.graph, k = graph.hiddenSize
+        stream.dynamics.withUnsafeMutableBufferPointer { dt in
+            StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: r, into: dt)
         }
-        stream.diagonal.withUnsafeBufferPointer { s in storage.scaleColumns(values: a, by: s, into: c) }
-        stream.openColumns.removeAll(keepingCapacity: true)
-        var done = 0
-        for col in 0..<columnState.count where record.columnScale[Int(columnState[col]) % k] != 0 {
-            stream.openColumns.append(Int32(col))
-            done += pushWork[col]
+        r.columnScale.withUnsafeBufferPointer { scale in
+            columnUnit.withUnsafeBufferPointer { unit in
+                stream.open.withUnsafeMutableBufferPointer { open in
+                    for c in 0..<open.count { open[c] = scale[Int(unit[c])] != 0 ? 1 : 0 }
+                }
+            }
         }
-        try stream.openColumns.withUnsafeBufferPointer { rows in
-            try plan.executeAdding(a: a, b: delta, into: c, rows: rows, skippingDiagonal: true)
+        try stream.current.withUnsafeMutableBufferPointer { y in
+            try stream.scale.withUnsafeMutableBufferPointer { s in
+                try stream.pending.withUnsafeMutableBufferPointer { w in
+                    let done = try stream.dynamics.withUnsafeBufferPointer { dt in
+                        try stream.open.withUnsafeBufferPointer { open in
+                            try plan.update(values: y, scales: s, pendingWeights: w, g: g, bValues: dt, activeRows: open,
+                                            workspace: stream.workspace!)
+                        }
+                    }
+                    stream.skipped = plan.multiplyAdds - done
+                    addScaledImmediate(r, into: y, scales: UnsafeBufferPointer(s), pending: w, gradient: g, weightHH: weightHH)
+                }
+            }
         }
-        stream.skipped = max(0, plan.multiplyAdds - storage.nonzeroCount - done)
     }
 
     @_specialize(where Scalar == Double)
@@ -239,11 +336,59 @@ final class SparseInfluence<Scalar: SparseScalar> {
         thresholds?.add(weightHH: weightHH, record: r, into: j)
     }
 
+    /// The immediate terms in scaled form: each target column's deferred gradient is folded in
+    /// first, and the terms are divided by the column's scale.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    private func addScaledImmediate(_ r: StepRecord<Scalar>, into j: UnsafeMutableBufferPointer<Scalar>,
+                                    scales: UnsafeBufferPointer<Scalar>, pending: UnsafeMutableBufferPointer<Scalar>,
+                                    gradient g: UnsafeMutableBufferPointer<Scalar>, weightHH: SparseMatrix<Scalar>) {
+        let layout = pattern.layout, k = pattern.graph.hiddenSize, stride = 2 * weightHH.rowCount + 1
+        layout.coefficientIndex.withUnsafeBufferPointer { ci in
+            layout.featureIndex.withUnsafeBufferPointer { fi in
+                r.immediateCoefficients.withUnsafeBufferPointer { coefficients in
+                    r.immediateFeatures.withUnsafeBufferPointer { features in
+                        for c in 0..<pattern.graph.cell.stateComponents {
+                            let coefficient = coefficients.baseAddress! + c * stride
+                            for i in 0..<k {
+                                let column = Int(immediateColumn[c * k + i])
+                                let target = j.baseAddress! + Int(immediateStart[c * k + i])
+                                let first = Int(layout.unitStart[i]), count = Int(layout.unitStart[i + 1]) - first
+                                let weight = pending[column]
+                                if weight != 0 {
+                                    for t in 0..<count { g[first + t] += weight * target[t] }
+                                    pending[column] = 0
+                                }
+                                let inverse = 1 / scales[column]
+                                for t in 0..<count {
+                                    target[t] += coefficient[Int(ci[first + t])] * features[Int(fi[first + t])] * inverse
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        thresholds?.addScaled(weightHH: weightHH, record: r, into: j, scales: scales, pending: UnsafeBufferPointer(pending),
+                              rowOf: storage.rowIndices, gradient: g)
+    }
+
     /// Adds wᵀ J (w over state variables) into a θ-ordered gradient.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     func accumulate(stream b: Int, stateWeights w: UnsafeBufferPointer<Scalar>, into g: UnsafeMutableBufferPointer<Scalar>) {
         let stream = streams[b]
+        if isScaled {
+            // Deferred: X·x = Ŷ·(σ ⊙ x), kept as weights until a column changes or is read.
+            columnState.withUnsafeBufferPointer { state in
+                stream.scale.withUnsafeBufferPointer { scale in
+                    stream.pending.withUnsafeMutableBufferPointer { pending in
+                        for c in 0..<pending.count { pending[c] += w[Int(state[c])] * scale[c] }
+                    }
+                }
+            }
+            return
+        }
         for c in 0..<columnState.count { stream.columnWeights[c] = w[Int(columnState[c])] }
         stream.current.withUnsafeBufferPointer { j in
             stream.columnWeights.withUnsafeBufferPointer { x in
@@ -270,7 +415,7 @@ final class SparseInfluence<Scalar: SparseScalar> {
     /// The fraction of the product's multiply-adds skipped in the last update of stream b
     /// (terms whose D factor was zero).
     func skippedWorkFraction(stream b: Int) -> Double {
-        plan.multiplyAdds == 0 ? 0 : Double(streams[b].skipped) / Double(plan.multiplyAdds)
+        multiplyAdds == 0 ? 0 : Double(streams[b].skipped) / Double(multiplyAdds)
     }
 }
 

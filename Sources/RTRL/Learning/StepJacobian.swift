@@ -100,19 +100,29 @@ struct ThresholdImmediate: Sendable {
     let recurrentTarget: [Int32]
     /// For every unit j: the storage position of (state j, ϑ_j).
     let selfTarget: [Int32]
+    /// The storage columns of those positions (for the scaled form).
+    let recurrentColumn: [Int32]
+    let selfColumn: [Int32]
 
-    /// Builds the targets with `position(state, parameter)` (nil: not in the pattern).
-    init(layout: ParameterLayout, weightHH: SparsityPattern, hiddenSize k: Int, position: (Int, Int) -> Int?) {
+    /// Builds the targets with `column(state, parameter)` and `position(state, parameter)` of the
+    /// storage (nil: not in the pattern).
+    init(layout: ParameterLayout, weightHH: SparsityPattern, hiddenSize k: Int, column: (Int, Int) -> Int?,
+         position: (Int, Int) -> Int?) {
         var thresholdParameter = [Int](repeating: -1, count: k)
         for t in 0..<layout.count where layout.source[t] == .threshold { thresholdParameter[Int(layout.storage[t])] = t }
-        var rt = [Int32](repeating: -1, count: weightHH.nonzeroCount)
+        var rt = [Int32](repeating: -1, count: weightHH.nonzeroCount), rc = rt
         for j in 0..<weightHH.columnCount {
             for p in Int(weightHH.columnPointers[j])..<Int(weightHH.columnPointers[j + 1]) {
-                rt[p] = Int32(position(Int(weightHH.rowIndices[p]) % k, thresholdParameter[j]) ?? -1)
+                let state = Int(weightHH.rowIndices[p]) % k
+                rt[p] = Int32(position(state, thresholdParameter[j]) ?? -1)
+                if rt[p] >= 0 { rc[p] = Int32(column(state, thresholdParameter[j])!) }
             }
         }
         recurrentTarget = rt
-        selfTarget = (0..<k).map { Int32(position($0, thresholdParameter[$0]) ?? -1) }
+        recurrentColumn = rc
+        let st = (0..<k).map { Int32(position($0, thresholdParameter[$0]) ?? -1) }
+        selfTarget = st
+        selfColumn = (0..<k).map { st[$0] >= 0 ? Int32(column($0, thresholdParameter[$0])!) : -1 }
     }
 
     /// Adds the thresholds' immediate terms into influence values `j`.
@@ -129,5 +139,31 @@ struct ThresholdImmediate: Sendable {
             }
         }
         for u in 0..<selfTarget.count where selfTarget[u] >= 0 { j[Int(selfTarget[u])] += r.thresholdSelf[u] }
+    }
+
+    /// The same terms into influence values held in scaled form (J = Ŷ·diag(σ), deferred gradient
+    /// g + Ŷπ): each term is divided by its column's scale, and g is corrected so that g + Ŷπ is
+    /// unchanged by the addition.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    func addScaled<Scalar: SparseScalar>(weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
+                                         into j: UnsafeMutableBufferPointer<Scalar>, scales: UnsafeBufferPointer<Scalar>,
+                                         pending: UnsafeBufferPointer<Scalar>, rowOf: [Int32],
+                                         gradient g: UnsafeMutableBufferPointer<Scalar>) {
+        func add(_ position: Int, _ column: Int, _ term: Scalar) {
+            let delta = term / scales[column]
+            j[position] += delta
+            let weight = pending[column]
+            if weight != 0 { g[Int(rowOf[position])] -= weight * delta }
+        }
+        let w = weightHH.pattern
+        for col in 0..<w.columnCount {
+            let dy = r.thresholdPreviousOutput[col]
+            if dy == 0 { continue }
+            for p in Int(w.columnPointers[col])..<Int(w.columnPointers[col + 1]) where recurrentTarget[p] >= 0 {
+                add(Int(recurrentTarget[p]), Int(recurrentColumn[p]), r.recurrentCoefficient[Int(w.rowIndices[p])] * weightHH.values[p] * dy)
+            }
+        }
+        for u in 0..<selfTarget.count where selfTarget[u] >= 0 { add(Int(selfTarget[u]), Int(selfColumn[u]), r.thresholdSelf[u]) }
     }
 }

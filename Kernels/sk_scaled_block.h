@@ -1,0 +1,76 @@
+/*
+ * In-place block-diagonal product in column-scaled form: a template included once per scalar
+ * type by sk_scaled_block.c with SK_REAL (the type) and SK_NAME(x) (the suffixed name) defined.
+ * The operation is described with sk_scaled_block_plan in CSparseKernels.h.
+ */
+
+/* g(rows of block) += w_j * Y(:,j); w_j = 0. */
+static inline void SK_NAME(sk_fold_column)(const SK_REAL *restrict y, int32_t m, SK_REAL *restrict g,
+                                           SK_REAL *restrict w)
+{
+    const SK_REAL wj = *w;
+    if (wj == 0) return;
+    for (int32_t i = 0; i < m; i++) g[i] += wj * y[i];
+    *w = 0;
+}
+
+/* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done). */
+SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan, const SK_REAL *restrict Bv,
+                                               const uint8_t *restrict active, SK_REAL *restrict Y,
+                                               SK_REAL *restrict s, SK_REAL *restrict w, SK_REAL *restrict g,
+                                               SK_REAL lo, SK_REAL hi, int32_t b0, int32_t b1,
+                                               SK_REAL *restrict scratch, SK_REAL *restrict source_scale,
+                                               int32_t *restrict sources)
+{
+    const int32_t *col_start = plan->col_start, *row_start = plan->row_start, *rows = plan->rows;
+    const int64_t *value_start = plan->value_start, *edge_start = plan->edge_start;
+    const int32_t *edge_col = plan->edge_col, *edge_val = plan->edge_val, *diag_val = plan->diag_val;
+    int64_t done = 0;
+    for (int32_t b = b0; b < b1; b++) {
+        const int32_t j0 = col_start[b], j1 = col_start[b + 1], m = rows[b];
+        SK_REAL *restrict Yb = Y + value_start[b];
+        SK_REAL *restrict gb = g + row_start[b];
+        /* 1. Keep the old values and scales of the active columns: they are what gets pushed. */
+        int32_t ns = 0;
+        for (int32_t j = j0; j < j1; j++) {
+            if (!active[j]) continue;
+            const SK_REAL *restrict y = Yb + (int64_t)(j - j0) * m;
+            SK_REAL *restrict copy = scratch + (int64_t)ns * m;
+            for (int32_t i = 0; i < m; i++) copy[i] = y[i];
+            source_scale[ns] = s[j];
+            sources[ns++] = j;
+        }
+        /* 2. The diagonal goes into the scales; a scale leaving [lo, hi] (or zero, or not finite)
+         * is moved into its column. */
+        for (int32_t j = j0; j < j1; j++) {
+            const SK_REAL d = diag_val[j] >= 0 ? Bv[diag_val[j]] : 0;
+            const SK_REAL sj = s[j] * d;
+            const SK_REAL mag = sj < 0 ? -sj : sj;
+            if (mag >= lo && mag <= hi) {
+                s[j] = sj;
+                continue;
+            }
+            SK_REAL *restrict y = Yb + (int64_t)(j - j0) * m;
+            SK_NAME(sk_fold_column)(y, m, gb, w + j);
+            for (int32_t i = 0; i < m; i++) y[i] *= sj;
+            s[j] = 1;
+        }
+        /* 3. Active columns push their off-diagonal terms, divided by the target's new scale. */
+        for (int32_t t = 0; t < ns; t++) {
+            const int32_t r = sources[t];
+            const SK_REAL *restrict a = scratch + (int64_t)t * m;
+            const int64_t e1 = edge_start[r + 1];
+            for (int64_t e = edge_start[r]; e < e1; e++) {
+                const SK_REAL bval = Bv[edge_val[e]];
+                if (bval == 0) continue;
+                const int32_t j = edge_col[e];
+                const SK_REAL coef = bval * source_scale[t] / s[j];
+                SK_REAL *restrict y = Yb + (int64_t)(j - j0) * m;
+                SK_NAME(sk_fold_column)(y, m, gb, w + j);
+                for (int32_t i = 0; i < m; i++) y[i] += coef * a[i];
+                done += m;
+            }
+        }
+    }
+    return done;
+}

@@ -1,0 +1,281 @@
+import CSparseKernels
+
+/// An in-place product `X ← X · B` for a block-diagonal X with dense blocks, held in
+/// column-scaled form, and a block-diagonal B on the same column blocks whose rows are mostly
+/// zero off the diagonal at any one step.
+///
+/// X (m × n) is stored as `Y · diag(s)`: Y the stored values, block after block, each block
+/// column-major; s one scale per column. B's diagonal is applied to the scales alone, so an
+/// update costs only the off-diagonal terms of the rows of B the caller flags *active*:
+///
+///     Y(:,j) += (s_r · B(r,j) / s_j′) · Y_old(:,r)     for each active row r, each B(r,j), j ≠ r
+///
+/// A row that is not flagged must be zero off the diagonal this step; it is not read. Work and
+/// memory traffic then follow the active rows, not the size of X. A scale leaving
+/// [`lowerScale`, `upperScale`] (or zero, or not finite) is moved into its column.
+///
+/// A deferred matrix–vector product rides along: the caller's vector is `g + Y · w` (one weight
+/// w_j per column). Accumulating `g += X · x` costs n multiplications (w_j += x_j s_j); before a
+/// column of Y changes, its term is folded into g. `foldPending` folds everything.
+///
+/// B's values are not stored in B's own order: each entry is read through an index into a value
+/// array the caller passes to `update` (so B can be a rearrangement of another matrix's values,
+/// with no gather). The symbolic work (the row-wise lists of B's off-diagonal entries, the
+/// thread split) is done once here. Blocks are independent, so with several threads each block is
+/// updated by one thread and the result has the same bits for any thread count.
+public final class ScaledBlockProductPlan: @unchecked Sendable {
+    /// Columns of X and B.
+    public let columnCount: Int
+    /// Length of the vector g of the deferred product.
+    public let rowCount: Int
+    /// Number of stored values of X.
+    public let valueCount: Int
+    /// Length of the value array B's entries are read from.
+    public let bValueCount: Int
+    /// Multiply-adds of the plain product X · B (diagonal included): what an update that skipped
+    /// nothing would cost.
+    public let multiplyAdds: Int
+    /// Threads an update uses.
+    public let threadCount: Int
+    /// Memory the plan holds, in bytes.
+    public let bytes: Int
+    /// Scales are kept within [lowerScale, upperScale] (for Float: 2⁻²⁴…2²⁴; Double: 2⁻¹²⁸…2¹²⁸).
+    public static func scaleRange<Scalar: SparseScalar>(_: Scalar.Type) -> (lower: Double, upper: Double) {
+        Scalar.self == Float.self ? (0x1p-24, 0x1p24) : (0x1p-128, 0x1p128)
+    }
+
+    let blockCount: Int
+    let colStart, rows, rowStart: OwnedBuffer<Int32>
+    let valueStart, edgeStart: OwnedBuffer<Int64>
+    let edgeColumn, edgeValue, diagonalValue: OwnedBuffer<Int32>
+    /// Per column: first stored value and first row in g (for folding and unscaling).
+    let columnPointers: [Int32]
+    let columnFirstRow: [Int32]
+    let maxBlockValues: Int
+    let maxBlockColumns: Int
+    let bounds: [Int32]
+    let pool: WorkerPool?
+
+    /// Builds the plan.
+    ///
+    /// - Parameters:
+    ///   - blockColumns: columns of each block (they sum to n); block b's columns follow block b−1's.
+    ///   - blockRows: rows of each block (its dense columns' length).
+    ///   - blockFirstRows: where each block's rows start in the vector g of the deferred product.
+    ///   - rowCount: the length of g; every block's rows must fit in it.
+    ///   - b: the pattern of B (n × n); every entry must lie inside a diagonal block.
+    ///   - bValueIndex: for each stored entry of `b`, its index in the value array of `update`.
+    ///   - bValueCount: that array's length.
+    ///   - threads: threads for `update`.
+    ///   - memoryBudget: the most bytes the plan may hold; checked before allocating.
+    public init(blockColumns: [Int], blockRows: [Int], blockFirstRows: [Int], rowCount: Int,
+                b: SparsityPattern, bValueIndex: [Int32], bValueCount: Int, threads: Int = 1,
+                memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
+        let nb = blockColumns.count
+        guard blockRows.count == nb, blockFirstRows.count == nb else {
+            throw SparseKernelsError.shapeMismatch("blockColumns, blockRows and blockFirstRows need one entry per block (\(nb), \(blockRows.count), \(blockFirstRows.count))")
+        }
+        guard threads >= 1 else { throw SparseKernelsError.invalidArgument("threads must be at least 1, not \(threads)") }
+        guard rowCount >= 0, bValueCount >= 0 else { throw SparseKernelsError.invalidArgument("rowCount and bValueCount must not be negative") }
+        var n = 0, values = 0, maxValues = 0, maxColumns = 0
+        for t in 0..<nb {
+            let c = blockColumns[t], r = blockRows[t], f = blockFirstRows[t]
+            guard c >= 0, r >= 0, f >= 0, f + r <= rowCount else {
+                throw SparseKernelsError.invalidArgument("block \(t) (\(r) × \(c), rows from \(f)) does not fit \(rowCount) rows")
+            }
+            n += c; values += r * c
+            maxValues = max(maxValues, r * c); maxColumns = max(maxColumns, c)
+        }
+        guard b.rowCount == n, b.columnCount == n else {
+            throw SparseKernelsError.shapeMismatch("B is \(b.rowCount) × \(b.columnCount) but the blocks have \(n) columns")
+        }
+        guard bValueIndex.count == b.nonzeroCount else {
+            throw SparseKernelsError.shapeMismatch("bValueIndex needs one index per entry of B (\(b.nonzeroCount)), not \(bValueIndex.count)")
+        }
+        _ = try checkedInt32(values, "the stored values of X")
+        let offDiagonal = b.nonzeroCount // at most
+        let needed = 4 * (3 * nb + 1) + 8 * (nb + 2 * n + 1) + 8 * offDiagonal + 4 * n + 8 * n + 4 * (threads + 1)
+        guard needed <= memoryBudget else {
+            throw SparseKernelsError.memoryBudgetExceeded(what: "a scaled block product plan (\(nb) blocks, \(n) columns)",
+                                                          neededBytes: needed, budgetBytes: memoryBudget)
+        }
+        // Block of every column.
+        var blockOf = [Int32](repeating: 0, count: n)
+        var start = 0
+        for t in 0..<nb { for j in start..<start + blockColumns[t] { blockOf[j] = Int32(t) }; start += blockColumns[t] }
+        // B's entries, row-wise, diagonal apart; check blocks and value indices.
+        var diagonal = [Int32](repeating: -1, count: n)
+        var perRow = [Int64](repeating: 0, count: n + 1)
+        var work = 0
+        for j in 0..<n {
+            for p in Int(b.columnPointers[j])..<Int(b.columnPointers[j + 1]) {
+                let r = Int(b.rowIndices[p]), v = bValueIndex[p]
+                guard blockOf[r] == blockOf[j] else {
+                    throw SparseKernelsError.invalidArgument("B(\(r), \(j)) lies outside the diagonal blocks")
+                }
+                guard v >= 0, Int(v) < bValueCount else {
+                    throw SparseKernelsError.invalidArgument("the value index \(v) of B(\(r), \(j)) is outside 0..<\(bValueCount)")
+                }
+                work += blockRows[Int(blockOf[j])]
+                if r == j { diagonal[j] = v } else { perRow[r + 1] += 1 }
+            }
+        }
+        for r in 0..<n { perRow[r + 1] += perRow[r] }
+        let edges = Int(perRow[n])
+        let edgeColumn = OwnedBuffer<Int32>(count: edges, zeroedAs: 0), edgeValue = OwnedBuffer<Int32>(count: edges, zeroedAs: 0)
+        var next = perRow
+        for j in 0..<n {
+            for p in Int(b.columnPointers[j])..<Int(b.columnPointers[j + 1]) {
+                let r = Int(b.rowIndices[p])
+                if r == j { continue }
+                edgeColumn.pointer[Int(next[r])] = Int32(j); edgeValue.pointer[Int(next[r])] = bValueIndex[p]
+                next[r] += 1
+            }
+        }
+        func owned<T: BinaryInteger>(_ a: [T], as _: T.Type) -> OwnedBuffer<T> {
+            let o = OwnedBuffer<T>(count: a.count, zeroedAs: 0)
+            for t in a.indices { o.pointer[t] = a[t] }
+            return o
+        }
+        var colStart = [Int32](repeating: 0, count: nb + 1), valueStart = [Int64](repeating: 0, count: nb)
+        var columnPointers = [Int32](repeating: 0, count: n + 1), columnFirstRow = [Int32](repeating: 0, count: n)
+        var costs = [Int](repeating: 0, count: nb)
+        for t in 0..<nb {
+            colStart[t + 1] = colStart[t] + Int32(blockColumns[t])
+            if t + 1 < nb { valueStart[t + 1] = valueStart[t] + Int64(blockRows[t] * blockColumns[t]) }
+            for j in Int(colStart[t])..<Int(colStart[t + 1]) {
+                columnPointers[j + 1] = columnPointers[j] + Int32(blockRows[t])
+                columnFirstRow[j] = Int32(blockFirstRows[t])
+                costs[t] += blockRows[t] * (1 + Int(perRow[j + 1] - perRow[j]))
+            }
+        }
+        self.columnCount = n
+        self.rowCount = rowCount
+        self.valueCount = values
+        self.bValueCount = bValueCount
+        self.multiplyAdds = work
+        self.threadCount = threads
+        self.bytes = needed
+        self.blockCount = nb
+        self.colStart = owned(colStart, as: Int32.self)
+        self.rows = owned(blockRows.map { Int32($0) }, as: Int32.self)
+        self.rowStart = owned(blockFirstRows.map { Int32($0) }, as: Int32.self)
+        self.valueStart = owned(valueStart, as: Int64.self)
+        self.edgeStart = owned(perRow, as: Int64.self)
+        self.edgeColumn = edgeColumn
+        self.edgeValue = edgeValue
+        self.diagonalValue = owned(diagonal, as: Int32.self)
+        self.columnPointers = columnPointers
+        self.columnFirstRow = columnFirstRow
+        self.maxBlockValues = maxValues
+        self.maxBlockColumns = maxColumns
+        self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
+        self.pool = threads > 1 ? try WorkerPool(threads: threads) : nil
+    }
+
+    /// Per-caller workspace of `update` (one per stream updated concurrently), built once.
+    public final class Workspace {
+        let scratch: OwnedBuffer<Double>     // max block values per thread (Float uses half)
+        let sourceScale: OwnedBuffer<Double>
+        let sources: OwnedBuffer<Int32>
+        let done: OwnedBuffer<Int64>
+        init(plan: ScaledBlockProductPlan) {
+            scratch = OwnedBuffer(count: plan.threadCount * plan.maxBlockValues, zeroedAs: 0)
+            sourceScale = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
+            sources = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
+            done = OwnedBuffer(count: plan.threadCount, zeroedAs: 0)
+        }
+        /// Bytes held.
+        public var bytes: Int { scratch.bytes + sourceScale.bytes + sources.bytes + done.bytes }
+    }
+
+    /// A workspace for one concurrent caller of `update`.
+    public func makeWorkspace() -> Workspace { Workspace(plan: self) }
+
+    /// One update `X ← X · B` (see the type's description). Allocates nothing.
+    ///
+    /// - Parameters:
+    ///   - values: Y (`valueCount`), updated in place.
+    ///   - scales: s (n), updated.
+    ///   - pendingWeights: w (n) of the deferred product; folded into `g` where a column changes.
+    ///   - g: the deferred product's vector (`rowCount`).
+    ///   - bValues: the array B's entries are read from (`bValueCount`).
+    ///   - activeRows: n flags; a zero flag promises that row of B is zero off the diagonal.
+    /// - Returns: the multiply-adds done (the off-diagonal terms of the active rows).
+    @discardableResult
+    public func update<Scalar: SparseScalar>(
+        values: UnsafeMutableBufferPointer<Scalar>, scales: UnsafeMutableBufferPointer<Scalar>,
+        pendingWeights: UnsafeMutableBufferPointer<Scalar>, g: UnsafeMutableBufferPointer<Scalar>,
+        bValues: UnsafeBufferPointer<Scalar>, activeRows: UnsafeBufferPointer<UInt8>, workspace: Workspace
+    ) throws -> Int {
+        guard values.count == valueCount, scales.count == columnCount, pendingWeights.count == columnCount,
+              g.count == rowCount, bValues.count == bValueCount, activeRows.count == columnCount else {
+            throw SparseKernelsError.shapeMismatch(
+                "the plan needs \(valueCount) values, \(columnCount) scales, weights and flags, \(rowCount) entries of g and \(bValueCount) values of B")
+        }
+        guard workspace.done.count == threadCount, workspace.scratch.count == threadCount * maxBlockValues else {
+            throw SparseKernelsError.invalidArgument("the workspace belongs to another plan")
+        }
+        guard columnCount > 0 else { return 0 }
+        let range = Self.scaleRange(Scalar.self)
+        var plan = sk_scaled_block_plan(
+            nblocks: Int32(blockCount), col_start: colStart.pointer, rows: rows.pointer, row_start: rowStart.pointer,
+            value_start: valueStart.pointer, edge_start: edgeStart.pointer, edge_col: edgeColumn.pointer,
+            edge_val: edgeValue.pointer, diag_val: diagonalValue.pointer, max_block_values: Int64(maxBlockValues),
+            max_block_columns: Int32(maxBlockColumns))
+        return withUnsafePointer(to: &plan) { plan in
+            bounds.withUnsafeBufferPointer { bounds in
+                var call = sk_scaled_block_call(
+                    plan: plan, Bv: bValues.baseAddress, active: activeRows.baseAddress, Y: values.baseAddress,
+                    s: scales.baseAddress, w: pendingWeights.baseAddress, g: g.baseAddress, lo: range.lower, hi: range.upper,
+                    bounds: bounds.baseAddress, scratch: workspace.scratch.pointer, source_scale: workspace.sourceScale.pointer,
+                    sources: workspace.sources.pointer, done: workspace.done.pointer, single: Scalar.self == Float.self ? 1 : 0)
+                sk_scaled_block_execute(pool?.raw, &call)
+                return (0..<threadCount).reduce(0) { $0 + Int(workspace.done.pointer[$1]) }
+            }
+        }
+    }
+
+    /// Folds the deferred product into g: `g += Y · w`, then w = 0.
+    public func foldPending<Scalar: SparseScalar>(values: UnsafeBufferPointer<Scalar>,
+                                                   pendingWeights: UnsafeMutableBufferPointer<Scalar>,
+                                                   g: UnsafeMutableBufferPointer<Scalar>) throws {
+        try addPending(values: values, pendingWeights: UnsafeBufferPointer(pendingWeights), to: g)
+        pendingWeights.update(repeating: 0)
+    }
+
+    /// Adds the deferred product to another vector: `v += Y · w` (w unchanged).
+    public func addPending<Scalar: SparseScalar>(values: UnsafeBufferPointer<Scalar>, pendingWeights: UnsafeBufferPointer<Scalar>,
+                                                  to v: UnsafeMutableBufferPointer<Scalar>) throws {
+        guard values.count == valueCount, pendingWeights.count == columnCount, v.count == rowCount else {
+            throw SparseKernelsError.shapeMismatch("the plan needs \(valueCount) values, \(columnCount) weights and \(rowCount) entries of g")
+        }
+        guard columnCount > 0 else { return }
+        columnPointers.withUnsafeBufferPointer { cp in
+            columnFirstRow.withUnsafeBufferPointer { first in
+                if Scalar.self == Double.self {
+                    sk_block_gaxpy_f64(Int32(columnCount), cp.baseAddress, first.baseAddress, rebound(values, Double.self),
+                                       rebound(pendingWeights, Double.self), reboundMutable(v, Double.self))
+                } else {
+                    sk_block_gaxpy_f32(Int32(columnCount), cp.baseAddress, first.baseAddress, rebound(values, Float.self),
+                                       rebound(pendingWeights, Float.self), reboundMutable(v, Float.self))
+                }
+            }
+        }
+    }
+
+    /// Moves the scales into the values: folds the deferred product into g, then `Y ← Y · diag(s)`,
+    /// s = 1. Afterwards Y holds X itself.
+    public func unscale<Scalar: SparseScalar>(values: UnsafeMutableBufferPointer<Scalar>, scales: UnsafeMutableBufferPointer<Scalar>,
+                                               pendingWeights: UnsafeMutableBufferPointer<Scalar>,
+                                               g: UnsafeMutableBufferPointer<Scalar>) throws {
+        guard scales.count == columnCount else { throw SparseKernelsError.shapeMismatch("the plan needs \(columnCount) scales") }
+        try foldPending(values: UnsafeBufferPointer(values), pendingWeights: pendingWeights, g: g)
+        for j in 0..<columnCount {
+            let s = scales[j]
+            if s == 1 { continue }
+            for p in Int(columnPointers[j])..<Int(columnPointers[j + 1]) { values[p] *= s }
+            scales[j] = 1
+        }
+    }
+}
