@@ -1,0 +1,131 @@
+@testable import RTRL
+import SparseKernels
+import XCTest
+
+/// The EGRU's activity-sparse update holds the influence matrix in scaled form (a scale per
+/// column, the gradient deferred as per-column weights). Whatever the learner is asked to do —
+/// long runs, resets, gradient reads, checkpoints — it must give the numbers of the plain update.
+final class EGRUScaledFormTests: XCTestCase {
+    /// Runs a learner over sequences (resetting state between them) and returns its gradient.
+    private func run<S: SparseScalar>(_ model: Model<S>, _ sequences: [LabelledSequence], skipping: Bool,
+                                      method: GradientMethod = .rtrl,
+                                      afterStep: (OnlineLearner<S>, Int) throws -> Void = { _, _ in }) throws -> [S] {
+        let learner = try OnlineLearner(model: model, method: method, skipsQuietUnits: skipping)
+        var step = 0
+        for (index, sequence) in sequences.enumerated() {
+            if index > 0 { learner.resetState() }
+            for t in 0..<sequence.count {
+                _ = try learner.step(inputs: sequence.inputs[t].map { S($0) }, targets: [sequence.targets[t]])
+                try afterStep(learner, step)
+                step += 1
+            }
+        }
+        return learner.gradient().flattened
+    }
+
+    private func scales<S>(_ learner: OnlineLearner<S>) -> [S] {
+        guard case .sparse(let influence) = learner.tracker, influence.isScaled else { return [] }
+        return influence.streams[0].scale
+    }
+
+    /// Over hundreds of steps the product of D's diagonals leaves any floating-point range; the
+    /// scales are renormalised (they stay in range) and the gradient stays the plain update's.
+    func testLongRunsKeepScalesInRangeAndMatchThePlainUpdate() throws {
+        let model = try Fixtures.model(.egru, hidden: 12, density: 0.3, seed: 41)
+        let sequence = try Fixtures.sequence(for: model, length: 400, seed: 41, scale: 1.5)
+        var smallest = Double.infinity, largest = 0.0, renormalised = 0
+        let range = ScaledBlockProductPlan.scaleRange(Double.self)
+        let skipping = try run(model, [sequence], skipping: true) { learner, _ in
+            for s in self.scales(learner) {
+                smallest = min(smallest, abs(s)); largest = max(largest, abs(s))
+                if s == 1 { renormalised += 1 }
+            }
+        }
+        let plain = try run(model, [sequence], skipping: false)
+        XCTAssertRelativelyClose(skipping, plain, tolerance: 1e-10)
+        XCTAssertGreaterThanOrEqual(smallest, range.lower)
+        XCTAssertLessThanOrEqual(largest, range.upper)
+        XCTAssertGreaterThan(smallest, 0)
+        XCTAssertGreaterThan(renormalised, 12, "no scale was ever reset to 1: renormalisation is not exercised")
+
+        // Float: a much narrower scale range, renormalised far more often.
+        let single = try model.converted(to: Float.self)
+        let floatRange = ScaledBlockProductPlan.scaleRange(Float.self)
+        var floatSmallest = Double.infinity
+        let skippingFloat = try run(single, [sequence], skipping: true) { learner, _ in
+            for s in self.scales(learner) { floatSmallest = min(floatSmallest, Double(abs(s))) }
+        }
+        let plainFloat = try run(single, [sequence], skipping: false)
+        XCTAssertRelativelyClose(skippingFloat, plainFloat, tolerance: 1e-3)
+        XCTAssertGreaterThanOrEqual(floatSmallest, floatRange.lower)
+        XCTAssertRelativelyClose(skippingFloat.map { Double($0) }, plain, tolerance: 1e-3)
+    }
+
+    /// A new sequence zeroes the influence: the deferred gradient must be folded in first.
+    func testResetBetweenSequencesKeepsTheDeferredGradient() throws {
+        let model = try Fixtures.model(.egru, hidden: 10, density: 0.4, seed: 42)
+        let sequences = try (0..<3).map { try Fixtures.sequence(for: model, length: 15 + 5 * $0, seed: 420 + UInt64($0), scale: 1.5) }
+        for method in [GradientMethod.rtrl, .snap(2)] {
+            let skipping = try run(model, sequences, skipping: true, method: method)
+            let plain = try run(model, sequences, skipping: false, method: method)
+            XCTAssertRelativelyClose(skipping, plain, tolerance: 1e-12, "\(method)")
+        }
+        // And the sum over sequences is BPTT's gradient of each sequence, summed.
+        var bptt = [Double](repeating: 0, count: model.parameters.count)
+        for s in sequences {
+            let g = try sequenceGradient(model, s, .bptt).gradient
+            for t in bptt.indices { bptt[t] += g[t] }
+        }
+        XCTAssertRelativelyClose(try run(model, sequences, skipping: true), bptt, tolerance: 1e-10)
+    }
+
+    /// Reading the gradient does not disturb the run (bit for bit); resetting it mid-run drops
+    /// the deferred part as well.
+    func testReadingAndResettingTheGradient() throws {
+        let model = try Fixtures.model(.egru, hidden: 9, density: 0.5, seed: 43)
+        let sequence = try Fixtures.sequence(for: model, length: 40, seed: 43, scale: 1.5)
+        let quiet = try run(model, [sequence], skipping: true)
+        var reads: [[Double]] = []
+        let reading = try run(model, [sequence], skipping: true) { learner, _ in reads.append(learner.gradient().flattened) }
+        XCTAssertEqual(quiet, reading)
+        // Every intermediate read equals the plain update's gradient at that step.
+        var plainReads: [[Double]] = []
+        _ = try run(model, [sequence], skipping: false) { learner, _ in plainReads.append(learner.gradient().flattened) }
+        for (t, (a, b)) in zip(reads, plainReads).enumerated() { XCTAssertRelativelyClose(a, b, tolerance: 1e-12, "step \(t)") }
+
+        let reset: (OnlineLearner<Double>, Int) throws -> Void = { learner, step in if step == 24 { learner.resetGradient() } }
+        let skippingReset = try run(model, [sequence], skipping: true, afterStep: reset)
+        let plainReset = try run(model, [sequence], skipping: false, afterStep: reset)
+        XCTAssertRelativelyClose(skippingReset, plainReset, tolerance: 1e-12)
+        XCTAssertGreaterThan(relativeError(skippingReset, quiet), 1e-3, "resetting the gradient changed nothing")
+    }
+
+    /// A snapshot of the scaled form resumes bit for bit (through JSON, as checkpoints store it),
+    /// and a learner without skipping resumes it to rounding.
+    func testSnapshotsOfTheScaledFormResume() throws {
+        let model = try Fixtures.model(.egru, hidden: 11, density: 0.35, seed: 44)
+        let sequence = try Fixtures.sequence(for: model, length: 60, seed: 44, scale: 1.5)
+        let first = try OnlineLearner(model: model, method: .rtrl)
+        for t in 0..<35 { _ = try first.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+        let data = try JSONEncoder().encode(try first.snapshot())
+        let snapshot = try JSONDecoder().decode(LearnerSnapshot<Double>.self, from: data)
+        XCTAssertNotNil(snapshot.streams[0].influenceScale)
+        XCTAssertNotEqual(snapshot.streams[0].influenceScale?.values.allSatisfy { $0 == 1 }, true,
+                          "the scales are all 1: the snapshot does not exercise the scaled form")
+
+        let resumed = try OnlineLearner(model: model, method: .rtrl)
+        try resumed.restore(snapshot)
+        let plain = try OnlineLearner(model: model, method: .rtrl, skipsQuietUnits: false)
+        try plain.restore(snapshot)
+        for t in 35..<60 {
+            for learner in [first, resumed, plain] { _ = try learner.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+        }
+        XCTAssertEqual(first.gradient().flattened, resumed.gradient().flattened)
+        XCTAssertRelativelyClose(plain.gradient().flattened, first.gradient().flattened, tolerance: 1e-12)
+        XCTAssertRelativelyClose(first.gradient().flattened, try sequenceGradient(model, sequence, .bptt).gradient, tolerance: 1e-10)
+
+        // A snapshot of one storage order cannot be restored into the other.
+        let generic = try OnlineLearner(model: model, method: .rtrl, layout: .stateMajor)
+        XCTAssertThrowsError(try generic.restore(snapshot))
+    }
+}
