@@ -82,34 +82,3 @@ SK_HOT void SK_NAME(sk_mprod_accumulate)(const sk_accumulator_plan *plan,
     }
     if (skipped) *skipped += skips;
 }
-
-/* Push form: for every listed row k of B, every run of that row adds into its column of C. */
-SK_HOT void SK_NAME(sk_mprod_push)(const sk_push_plan *plan, const SK_REAL *restrict Ax,
-                                   const SK_REAL *restrict Bx, SK_REAL *restrict Cx,
-                                   const int32_t *rows, int32_t nrows, int skip_diagonal)
-{
-    const int32_t *run_b = plan->run_b, *run_a = plan->run_a, *run_c = plan->run_c;
-    const int32_t *run_len = plan->run_len, *run_column = plan->run_column;
-    for (int32_t t = 0; t < nrows; t++) {
-        const int32_t k = rows[t];
-        for (int64_t r = plan->row_start[k]; r < plan->row_start[k + 1]; r++) {
-            if (skip_diagonal && run_column[r] == k) continue;
-            const SK_REAL b = Bx[run_b[r]];
-            if (b == 0) continue;
-            const SK_REAL *restrict a = Ax + run_a[r];
-            SK_REAL *restrict c = Cx + run_c[r];
-            const int32_t len = run_len[r];
-            for (int32_t i = 0; i < len; i++) c[i] += b * a[i];
-        }
-    }
-}
-
-/* C(:,j) = s_j * A(:,j) on a shared pattern. */
-SK_HOT void SK_NAME(sk_scale_columns)(int32_t n, const int32_t *Ap, const SK_REAL *restrict Ax,
-                                      const SK_REAL *restrict s, SK_REAL *restrict Cx)
-{
-    for (int32_t j = 0; j < n; j++) {
-        const SK_REAL sj = s[j];
-        for (int32_t p = Ap[j]; p < Ap[j + 1]; p++) Cx[p] = sj * Ax[p];
-    }
-}

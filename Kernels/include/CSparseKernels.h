@@ -103,23 +103,6 @@ void sk_mprod_accumulate_f32(const sk_accumulator_plan *plan, const float *Ax, c
                              const float *rowscale, const float *colscale, float *Cx,
                              int32_t j0, int32_t j1, float *work, int skip_zero, int64_t *skipped);
 
-/* Push form of the run layout, for products where few rows of B are non-zero at a time: the runs
- * again, stored grouped by the row k of B they use (row k's runs are row_start[k] .. row_start[k+1]-1,
- * in column order), each with its column j. Adds, for every listed row k, every run's contribution
- * C[c..c+len) += B(k,j) * A[a..a+len) — except, with skip_diagonal, the entry B(k,k).
- * Single-threaded (pushes from different rows meet in the same columns of C). */
-typedef struct {
-    const int64_t *row_start;                   /* size (rows of B) + 1 */
-    const int32_t *run_b, *run_a, *run_c, *run_len, *run_column;
-} sk_push_plan;
-void sk_mprod_push_f64(const sk_push_plan *plan, const double *Ax, const double *Bx, double *Cx,
-                       const int32_t *rows, int32_t nrows, int skip_diagonal);
-void sk_mprod_push_f32(const sk_push_plan *plan, const float *Ax, const float *Bx, float *Cx,
-                       const int32_t *rows, int32_t nrows, int skip_diagonal);
-/* C(:,j) = s_j * A(:,j) for every column, where A and C share one pattern (Ap). */
-void sk_scale_columns_f64(int32_t n, const int32_t *Ap, const double *Ax, const double *s, double *Cx);
-void sk_scale_columns_f32(int32_t n, const int32_t *Ap, const float *Ax, const float *s, float *Cx);
-
 /* One numeric-phase call, split over a pool: thread t computes columns bounds[t] .. bounds[t+1]-1
  * (bounds has nthreads+1 entries). Exactly one of runs/accumulator is set. work holds
  * nthreads * m scalars (accumulator only). Each column is computed by one thread in a fixed order,

@@ -52,11 +52,6 @@ public final class MaskedProductPlan: @unchecked Sendable {
     public let threadCount: Int
 
     private let runB, runA, runC, runLength: OwnedBuffer<Int32>
-    /// Push form (optional): the runs again, stored grouped by B's row, each with its column.
-    private let pushB, pushA, pushC, pushLength, pushColumn: OwnedBuffer<Int32>
-    private let rowStart: OwnedBuffer<Int64>
-    /// Whether `executeAdding(…rows:…)` is available.
-    public let hasPushForm: Bool
     private let runPointers: OwnedBuffer<Int64>
     private let bounds: [Int32]
     private let work: OwnedBuffer<Double>
@@ -70,10 +65,8 @@ public final class MaskedProductPlan: @unchecked Sendable {
     ///   - memoryBudget: the most bytes the plan may hold. If the chosen layout needs more, the
     ///     automatic choice falls back to the other; otherwise the initialiser throws
     ///     `memoryBudgetExceeded` with the bytes needed, before allocating.
-    ///   - pushForm: also group the runs by B's row, for `executeAdding(a:b:into:rows:…)` (the
-    ///     `runs` layout only; 12 more bytes per run).
     public init(a: SparsityPattern, b: SparsityPattern, mask: SparsityPattern, layout requested: Layout? = nil,
-                threads: Int = 1, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget, pushForm: Bool = false) throws {
+                threads: Int = 1, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
         guard a.columnCount == b.rowCount else {
             throw SparseKernelsError.shapeMismatch(
                 "A is \(a.rowCount) × \(a.columnCount) but B is \(b.rowCount) × \(b.columnCount): A's columns must equal B's rows")
@@ -108,20 +101,15 @@ public final class MaskedProductPlan: @unchecked Sendable {
         } })
         let maskedFlops = flopsPerColumn.reduce(0) { $0 + Int($1) }
         let unmaskedFlops = unmaskedPerColumn.reduce(0) { $0 + Int($1) }
-        let runsBytes = (pushForm ? 36 : 16) * totalRuns + 8 * (n + 1) + (pushForm ? 8 * (b.rowCount + 1) : 0) + 4 * (threads + 1)
+        let runsBytes = 16 * totalRuns + 8 * (n + 1) + 4 * (threads + 1)
         let accumulatorBytes = 8 * m * threads + 4 * (threads + 1)
 
         // Estimated cost, in units of one streamed multiply-add (Docs/KERNELS.md).
         let runsCost = 6 * totalRuns + maskedFlops + mask.nonzeroCount
         let accumulatorCost = 3 * unmaskedFlops + 2 * mask.nonzeroCount
         var chosen: Layout
-        if pushForm && requested == .accumulator {
-            throw SparseKernelsError.invalidArgument("the push form needs the runs layout")
-        }
         if let requested {
             chosen = requested
-        } else if pushForm {
-            chosen = .runs
         } else {
             chosen = runsCost <= accumulatorCost ? .runs : .accumulator
             if chosen == .runs && runsBytes > memoryBudget { chosen = .accumulator }
@@ -171,33 +159,7 @@ public final class MaskedProductPlan: @unchecked Sendable {
             costs = (0..<n).map { j in
                 6 * Int(runsPerColumn[j]) + Int(flopsPerColumn[j]) + Int(mask.columnPointers[j + 1] - mask.columnPointers[j])
             }
-            if pushForm {
-                // The runs again, grouped by the row of B they use (stable: column order within a row).
-                let start = OwnedBuffer<Int64>(count: b.rowCount + 1, zeroedAs: 0)
-                for r in 0..<totalRuns { start.pointer[Int(b.rowIndices[Int(rb.pointer[r])]) + 1] += 1 }
-                for k in 0..<b.rowCount { start.pointer[k + 1] += start.pointer[k] }
-                let pb = OwnedBuffer<Int32>(count: totalRuns, zeroedAs: 0), pa = OwnedBuffer<Int32>(count: totalRuns, zeroedAs: 0)
-                let pc = OwnedBuffer<Int32>(count: totalRuns, zeroedAs: 0), pl = OwnedBuffer<Int32>(count: totalRuns, zeroedAs: 0)
-                let pj = OwnedBuffer<Int32>(count: totalRuns, zeroedAs: 0)
-                var next = (0..<b.rowCount).map { Int(start.pointer[$0]) }
-                for j in 0..<n {
-                    for r in Int(rp.pointer[j])..<Int(rp.pointer[j + 1]) {
-                        let k = Int(b.rowIndices[Int(rb.pointer[r])]), q = next[k]
-                        pb.pointer[q] = rb.pointer[r]; pa.pointer[q] = ra.pointer[r]; pc.pointer[q] = rc.pointer[r]
-                        pl.pointer[q] = rl.pointer[r]; pj.pointer[q] = Int32(j)
-                        next[k] += 1
-                    }
-                }
-                pushB = pb; pushA = pa; pushC = pc; pushLength = pl; pushColumn = pj; rowStart = start
-            } else {
-                pushB = OwnedBuffer(count: 0, zeroedAs: 0); pushA = OwnedBuffer(count: 0, zeroedAs: 0)
-                pushC = OwnedBuffer(count: 0, zeroedAs: 0); pushLength = OwnedBuffer(count: 0, zeroedAs: 0)
-                pushColumn = OwnedBuffer(count: 0, zeroedAs: 0); rowStart = OwnedBuffer(count: 0, zeroedAs: 0)
-            }
         } else {
-            pushB = OwnedBuffer(count: 0, zeroedAs: 0); pushA = OwnedBuffer(count: 0, zeroedAs: 0)
-            pushC = OwnedBuffer(count: 0, zeroedAs: 0); pushLength = OwnedBuffer(count: 0, zeroedAs: 0)
-            pushColumn = OwnedBuffer(count: 0, zeroedAs: 0); rowStart = OwnedBuffer(count: 0, zeroedAs: 0)
             runPointers = OwnedBuffer(count: 0, zeroedAs: 0)
             runB = OwnedBuffer(count: 0, zeroedAs: 0)
             runA = OwnedBuffer(count: 0, zeroedAs: 0)
@@ -211,35 +173,6 @@ public final class MaskedProductPlan: @unchecked Sendable {
         }
         bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
         bytes = needed
-        hasPushForm = pushForm
-    }
-
-    /// The push form: adds into C (not overwriting it) the terms of A·B that use the listed rows
-    /// of B, skipping B's diagonal entries if asked, single-threaded. Together with a pass that
-    /// writes C's other terms (for instance C = A·diag(B) by `SparsityPattern.scaleColumns`),
-    /// the work follows the rows listed rather than all of B — for B whose off-diagonal rows are
-    /// mostly zero at a given step. Needs a plan built with `pushForm: true`. Allocates nothing.
-    public func executeAdding<Scalar: SparseScalar>(
-        a aValues: UnsafeBufferPointer<Scalar>, b bValues: UnsafeBufferPointer<Scalar>,
-        into cValues: UnsafeMutableBufferPointer<Scalar>, rows: UnsafeBufferPointer<Int32>, skippingDiagonal: Bool
-    ) throws {
-        guard hasPushForm else { throw SparseKernelsError.invalidArgument("the plan was built without the push form") }
-        guard aValues.count == a.nonzeroCount, bValues.count == b.nonzeroCount, cValues.count == mask.nonzeroCount else {
-            throw SparseKernelsError.shapeMismatch("the plan needs \(a.nonzeroCount), \(b.nonzeroCount) and \(mask.nonzeroCount) values for A, B and C")
-        }
-        for k in rows where k < 0 || Int(k) >= b.rowCount {
-            throw SparseKernelsError.invalidArgument("row \(k) of B is outside 0..<\(b.rowCount)")
-        }
-        guard !rows.isEmpty, mask.nonzeroCount > 0 else { return }
-        var push = sk_push_plan(row_start: rowStart.pointer, run_b: pushB.pointer, run_a: pushA.pointer,
-                                run_c: pushC.pointer, run_len: pushLength.pointer, run_column: pushColumn.pointer)
-        if Scalar.self == Double.self {
-            sk_mprod_push_f64(&push, rebound(aValues, Double.self), rebound(bValues, Double.self),
-                              reboundMutable(cValues, Double.self), rows.baseAddress, Int32(rows.count), skippingDiagonal ? 1 : 0)
-        } else {
-            sk_mprod_push_f32(&push, rebound(aValues, Float.self), rebound(bValues, Float.self),
-                              reboundMutable(cValues, Float.self), rows.baseAddress, Int32(rows.count), skippingDiagonal ? 1 : 0)
-        }
     }
 
     /// The default budget for a plan's memory: half of the machine's physical memory.

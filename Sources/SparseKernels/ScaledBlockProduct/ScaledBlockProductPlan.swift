@@ -12,7 +12,7 @@ import CSparseKernels
 ///
 /// A row that is not flagged must be zero off the diagonal this step; it is not read. Work and
 /// memory traffic then follow the active rows, not the size of X. A scale leaving
-/// [`lowerScale`, `upperScale`] (or zero, or not finite) is moved into its column.
+/// `scaleRange` (or zero, or not finite) is moved into its column.
 ///
 /// A deferred matrix–vector product rides along: the caller's vector is `g + Y · w` (one weight
 /// w_j per column). Accumulating `g += X · x` costs n multiplications (w_j += x_j s_j); before a
@@ -39,9 +39,11 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     public let threadCount: Int
     /// Memory the plan holds, in bytes.
     public let bytes: Int
-    /// Scales are kept within [lowerScale, upperScale] (for Float: 2⁻²⁴…2²⁴; Double: 2⁻¹²⁸…2¹²⁸).
+    /// The range scales are kept in: 2⁻²⁵⁶…2²⁵⁶ for Double, 2⁻⁴⁸…2⁴⁸ for Float. A stored value is
+    /// X's divided by its scale, so it overflows only where |X| exceeds 2⁷⁶⁸ (Double) or 2⁸⁰
+    /// (Float); a wider range would renormalise less often but narrow that margin.
     public static func scaleRange<Scalar: SparseScalar>(_: Scalar.Type) -> (lower: Double, upper: Double) {
-        Scalar.self == Float.self ? (0x1p-24, 0x1p24) : (0x1p-128, 0x1p128)
+        Scalar.self == Float.self ? (0x1p-48, 0x1p48) : (0x1p-256, 0x1p256)
     }
 
     let blockCount: Int

@@ -41,23 +41,6 @@ extension SparsityPattern {
     }
 }
 
-extension SparsityPattern {
-    /// `c(:, j) = s[j] · a(:, j)` for value arrays `a` and `c` on this pattern.
-    public func scaleColumns<Scalar: SparseScalar>(values a: UnsafeBufferPointer<Scalar>, by s: UnsafeBufferPointer<Scalar>,
-                                                   into c: UnsafeMutableBufferPointer<Scalar>) {
-        precondition(a.count == nonzeroCount && c.count == nonzeroCount && s.count >= columnCount)
-        columnPointers.withUnsafeBufferPointer { ap in
-            if Scalar.self == Double.self {
-                sk_scale_columns_f64(Int32(columnCount), ap.baseAddress, rebound(a, Double.self), rebound(s, Double.self),
-                                     reboundMutable(c, Double.self))
-            } else {
-                sk_scale_columns_f32(Int32(columnCount), ap.baseAddress, rebound(a, Float.self), rebound(s, Float.self),
-                                     reboundMutable(c, Float.self))
-            }
-        }
-    }
-}
-
 @inlinable
 func rebound<S, T>(_ b: UnsafeBufferPointer<S>, _: T.Type) -> UnsafePointer<T> {
     UnsafeRawPointer(b.baseAddress ?? UnsafePointer(bitPattern: 8)!).assumingMemoryBound(to: T.self)
