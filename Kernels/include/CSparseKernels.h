@@ -167,8 +167,9 @@ int64_t sk_scaled_block_update_f32(const sk_scaled_block_plan *plan, const float
 
 /* One update split over a pool by blocks: thread t does blocks bounds[t] .. bounds[t+1]-1 with
  * its own workspace (scratch, source_scale and sources at t times the sizes above) and writes
- * its multiply-adds to done[t]. Blocks touch disjoint parts of Y, s, w and g, so the result has
- * the same bits for any number of threads. */
+ * its multiply-adds to done[t]. Blocks touch disjoint parts of Y, s and w; with more than one
+ * thread their rows of g must be disjoint too (the caller's duty). The result then has the same
+ * bits for any number of threads. */
 typedef struct {
     const sk_scaled_block_plan *plan;
     const void *Bv;

@@ -64,6 +64,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     ///   - blockColumns: columns of each block (they sum to n); block b's columns follow block b−1's.
     ///   - blockRows: rows of each block (its dense columns' length).
     ///   - blockFirstRows: where each block's rows start in the vector g of the deferred product.
+    ///     With more than one thread, blocks (with rows and columns) must not share rows of g.
     ///   - rowCount: the length of g; every block's rows must fit in it.
     ///   - b: the pattern of B (n × n); every entry must lie inside a diagonal block.
     ///   - bValueIndex: for each stored entry of `b`, its index in the value array of `update`.
@@ -87,6 +88,16 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
             }
             n += c; values += r * c
             maxValues = max(maxValues, r * c); maxColumns = max(maxColumns, c)
+        }
+        if threads > 1 {
+            // Threads update different blocks at once, folding into their rows of g: the rows
+            // must not be shared.
+            let spans = (0..<nb).filter { blockRows[$0] > 0 && blockColumns[$0] > 0 }
+                .map { (blockFirstRows[$0], blockFirstRows[$0] + blockRows[$0]) }.sorted { $0.0 < $1.0 }
+            for t in spans.indices.dropFirst() where spans[t].0 < spans[t - 1].1 {
+                throw SparseKernelsError.invalidArgument(
+                    "with \(threads) threads the blocks' rows of g must not overlap, but rows \(spans[t].0)..<\(min(spans[t].1, spans[t - 1].1)) belong to two blocks")
+            }
         }
         guard b.rowCount == n, b.columnCount == n else {
             throw SparseKernelsError.shapeMismatch("B is \(b.rowCount) × \(b.columnCount) but the blocks have \(n) columns")
@@ -215,7 +226,9 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
             throw SparseKernelsError.shapeMismatch(
                 "the plan needs \(valueCount) values, \(columnCount) scales, weights and flags, \(rowCount) entries of g and \(bValueCount) values of B")
         }
-        guard workspace.done.count == threadCount, workspace.scratch.count == threadCount * maxBlockValues else {
+        guard workspace.done.count == threadCount, workspace.scratch.count == threadCount * maxBlockValues,
+              workspace.sources.count == threadCount * maxBlockColumns,
+              workspace.sourceScale.count == threadCount * maxBlockColumns else {
             throw SparseKernelsError.invalidArgument("the workspace belongs to another plan")
         }
         guard columnCount > 0 else { return 0 }
