@@ -23,19 +23,22 @@ static void sk_scaled_block_part(void *context, int thread, int nthreads)
     const int32_t b0 = c->bounds[thread], b1 = c->bounds[thread + 1];
     const size_t scratch = (size_t)c->plan->max_block_values, columns = (size_t)c->plan->max_block_columns;
     int64_t done = 0;
+    c->changed[thread] = 0;
     if (b0 < b1) {
         if (c->single) {
             done = sk_scaled_block_update_f32(c->plan, c->Bv, c->active, c->Y, c->s, c->w, c->g,
                                               (float)c->lo, (float)c->hi, b0, b1,
                                               (float *)c->scratch + thread * scratch,
                                               (float *)c->source_scale + thread * columns,
-                                              c->sources + thread * columns);
+                                              c->sources + thread * columns, c->written + thread * columns,
+                                              c->changed + thread);
         } else {
             done = sk_scaled_block_update_f64(c->plan, c->Bv, c->active, c->Y, c->s, c->w, c->g,
                                               c->lo, c->hi, b0, b1,
                                               (double *)c->scratch + thread * scratch,
                                               (double *)c->source_scale + thread * columns,
-                                              c->sources + thread * columns);
+                                              c->sources + thread * columns, c->written + thread * columns,
+                                              c->changed + thread);
         }
     }
     c->done[thread] = done;

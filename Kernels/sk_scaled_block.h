@@ -14,18 +14,20 @@ static inline void SK_NAME(sk_fold_column)(const SK_REAL *restrict y, int32_t m,
     *w = 0;
 }
 
-/* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done). */
+/* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done) and
+ * adds the number of columns whose values were written to *changed. */
 SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan, const SK_REAL *restrict Bv,
                                                const uint8_t *restrict active, SK_REAL *restrict Y,
                                                SK_REAL *restrict s, SK_REAL *restrict w, SK_REAL *restrict g,
                                                SK_REAL lo, SK_REAL hi, int32_t b0, int32_t b1,
                                                SK_REAL *restrict scratch, SK_REAL *restrict source_scale,
-                                               int32_t *restrict sources)
+                                               int32_t *restrict sources, uint8_t *restrict written,
+                                               int64_t *changed)
 {
     const int32_t *col_start = plan->col_start, *row_start = plan->row_start, *rows = plan->rows;
     const int64_t *value_start = plan->value_start, *edge_start = plan->edge_start;
     const int32_t *edge_col = plan->edge_col, *edge_val = plan->edge_val, *diag_val = plan->diag_val;
-    int64_t done = 0;
+    int64_t done = 0, columns = 0;
     for (int32_t b = b0; b < b1; b++) {
         const int32_t j0 = col_start[b], j1 = col_start[b + 1], m = rows[b];
         SK_REAL *restrict Yb = Y + value_start[b];
@@ -54,6 +56,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
             SK_NAME(sk_fold_column)(y, m, gb, w + j);
             for (int32_t i = 0; i < m; i++) y[i] *= sj;
             s[j] = 1;
+            written[j - j0] = 1;
         }
         /* 3. Active columns push their off-diagonal terms, divided by the target's new scale. */
         for (int32_t t = 0; t < ns; t++) {
@@ -69,8 +72,14 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 SK_NAME(sk_fold_column)(y, m, gb, w + j);
                 for (int32_t i = 0; i < m; i++) y[i] += coef * a[i];
                 done += m;
+                written[j - j0] = 1;
             }
         }
+        for (int32_t j = 0; j < j1 - j0; j++) {
+            columns += written[j];
+            written[j] = 0;
+        }
     }
+    *changed += columns;
     return done;
 }

@@ -154,20 +154,22 @@ typedef struct {
     int32_t max_block_columns;
 } sk_scaled_block_plan;
 
-/* Blocks [b0, b1) of one update; scratch holds max_block_values scalars, source_scale and sources
- * max_block_columns each. Returns the multiply-adds of the off-diagonal terms done. */
+/* Blocks [b0, b1) of one update; scratch holds max_block_values scalars, source_scale, sources
+ * and written max_block_columns each (written all zero on entry and on return). Returns the
+ * multiply-adds of the off-diagonal terms done, and adds to *changed the number of columns of Y
+ * written (pushed into or renormalised). */
 int64_t sk_scaled_block_update_f64(const sk_scaled_block_plan *plan, const double *Bv, const uint8_t *active,
                                    double *Y, double *s, double *w, double *g, double lo, double hi,
                                    int32_t b0, int32_t b1, double *scratch, double *source_scale,
-                                   int32_t *sources);
+                                   int32_t *sources, uint8_t *written, int64_t *changed);
 int64_t sk_scaled_block_update_f32(const sk_scaled_block_plan *plan, const float *Bv, const uint8_t *active,
                                    float *Y, float *s, float *w, float *g, float lo, float hi,
                                    int32_t b0, int32_t b1, float *scratch, float *source_scale,
-                                   int32_t *sources);
+                                   int32_t *sources, uint8_t *written, int64_t *changed);
 
 /* One update split over a pool by blocks: thread t does blocks bounds[t] .. bounds[t+1]-1 with
- * its own workspace (scratch, source_scale and sources at t times the sizes above) and writes
- * its multiply-adds to done[t]. Blocks touch disjoint parts of Y, s and w; with more than one
+ * its own workspace (scratch, source_scale, sources and written at t times the sizes above) and
+ * writes its multiply-adds to done[t] and its columns written to changed[t]. Blocks touch disjoint parts of Y, s and w; with more than one
  * thread their rows of g must be disjoint too (the caller's duty). The result then has the same
  * bits for any number of threads. */
 typedef struct {
@@ -179,7 +181,8 @@ typedef struct {
     const int32_t *bounds;
     void *scratch, *source_scale;
     int32_t *sources;
-    int64_t *done;
+    uint8_t *written;
+    int64_t *done, *changed;
     int single;                                 /* 1: float, 0: double */
 } sk_scaled_block_call;
 void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);

@@ -49,7 +49,7 @@ struct BenchStepCommand: ParsableCommand {
         var targets = [Int](repeating: 0, count: batch)
         // Fixed-size histograms: the benchmark's memory does not grow with the number of steps.
         var times = DurationHistogram(), referenceTimes = DurationHistogram()
-        var activity = 0.0, open = 0.0, workFraction = 0.0
+        var activity = 0.0, open = 0.0, workFraction = 0.0, written = 0.0
         for step in 0..<(warmup + steps) {
             for t in inputs.indices { inputs[t] = S(rng.nextGaussian() * inputScale) }
             for b in targets.indices { targets[b] = Int.random(in: 0..<o, using: &rng) }
@@ -65,6 +65,7 @@ struct BenchStepCommand: ParsableCommand {
                         open += 1 - Double(record.quietUnits) / Double(k)
                     }
                     workFraction += 1 - learner.skippedWorkFraction()
+                    written += learner.writtenInfluenceFraction()
                 }
             }
             if case .bptt = method, (step + 1) % 100 == 0 { learner.resetState(); reference?.resetState() } // bounded history
@@ -91,8 +92,12 @@ struct BenchStepCommand: ParsableCommand {
             // activity: units that emitted an event; open: units whose column of D is not zero
             // (active, or silent within the pseudo-derivative's support); work_fraction: share of
             // the influence product's multiply-adds done.
+            // written_fraction: share of the influence matrix's columns rewritten (the rest change
+            // only through their scale); copy_bandwidth_gbs: the machine's copy bandwidth, measured
+            // after the timed steps, against which the traffic of the written columns compares.
             line += [("activity", activity / Double(steps * batch)), ("open_fraction", open / Double(steps * batch)),
-                     ("work_fraction", workFraction / Double(steps)), ("skipping", !noSkip)]
+                     ("work_fraction", workFraction / Double(steps)), ("written_fraction", written / Double(steps)),
+                     ("skipping", !noSkip), ("copy_bandwidth_gbs", try MemoryBandwidth.measure(threads: threads))]
         }
         if let reference {
             let referenceMedian = referenceTimes.quantile(0.5)

@@ -196,6 +196,18 @@ final class ScaledBlockProductPlanTests: XCTestCase {
 
     /// Multiply-adds of one update counted independently: each active row's non-zero
     /// off-diagonal entries times the rows of its block.
+    /// Columns an update writes: those an active row pushes a non-zero value into, and those
+    /// whose new scale s_j·B(j,j) leaves the scale range (moved into the column).
+    private func expectedColumnsWritten<S: SparseScalar>(_ blocks: Blocks, _ b: [[Double]], _ active: [UInt8],
+                                                         scalesBefore s: [S]) -> Int {
+        let range = ScaledBlockProductPlan.scaleRange(S.self)
+        return (0..<blocks.n).filter { j in
+            let scale = abs(Double(s[j] * S(b[j][j])))
+            let renormalised = !(scale >= range.lower && scale <= range.upper)
+            return renormalised || (0..<blocks.n).contains { r in r != j && active[r] != 0 && b[r][j] != 0 }
+        }.count
+    }
+
     private func expectedMultiplyAdds(_ blocks: Blocks, _ b: [[Double]], _ active: [UInt8]) -> Int {
         let blockOf = blocks.blockOfColumn
         var count = 0
@@ -243,7 +255,7 @@ final class ScaledBlockProductPlanTests: XCTestCase {
     @discardableResult
     private func update<S: SparseScalar>(_ plan: ScaledBlockProductPlan, _ y: inout [S], _ s: inout [S], _ w: inout [S],
                                          _ g: inout [S], _ bValues: [S], _ active: [UInt8],
-                                         _ workspace: ScaledBlockProductPlan.Workspace) throws -> Int {
+                                         _ workspace: ScaledBlockProductPlan.Workspace) throws -> ScaledBlockProductPlan.Work {
         try y.withUnsafeMutableBufferPointer { y in
             try s.withUnsafeMutableBufferPointer { s in
                 try w.withUnsafeMutableBufferPointer { w in
@@ -355,10 +367,11 @@ final class ScaledBlockProductPlanTests: XCTestCase {
                     let (bv, active): ([S], [UInt8]) = stepValues(problem, &random, activeProbability: p)
                     let b = denseB(problem.b, problem.index, bv)
                     let before = deferred(blocks, g, y, w)
-                    let wBefore = w
+                    let wBefore = w, sBefore = s
                     let done = try update(plan, &y, &s, &w, &g, bv, active, workspace)
-                    XCTAssertEqual(done, expectedMultiplyAdds(blocks, b, active), context)
-                    totalDone += done
+                    XCTAssertEqual(done.multiplyAdds, expectedMultiplyAdds(blocks, b, active), context)
+                    XCTAssertEqual(done.columnsWritten, expectedColumnsWritten(blocks, b, active, scalesBefore: sBefore), context)
+                    totalDone += done.multiplyAdds
                     folds += zip(w, wBefore).filter { $0 != $1 }.count
                     xRef = multiply(xRef, b, columns: n)
                     bound = multiply(bound, absolute(b), columns: n)
@@ -429,7 +442,7 @@ final class ScaledBlockProductPlanTests: XCTestCase {
                 var (y, s, w, g): ([Double], [Double], [Double], [Double]) = randomState(blocks, &random)
                 let diagonal = (0..<blocks.n).reduce(0) { $0 + (problem.b.contains(row: $1, column: $1) ? blocks.rows[blockOf[$1]] : 0) }
                 let done = try update(full, &y, &s, &w, &g, values, [UInt8](repeating: 1, count: blocks.n), full.makeWorkspace())
-                XCTAssertEqual(done, expected - diagonal, name)
+                XCTAssertEqual(done.multiplyAdds, expected - diagonal, name)
             }
         }
     }
@@ -533,7 +546,7 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         var active: [UInt8] = [1, 0, 0, 0, 0, 0]
         var bDense = denseB(b, index, bv)
         let done = try update(plan, &y, &s, &w, &g, bv, active, workspace)
-        XCTAssertEqual(done, 3)
+        XCTAssertEqual(done.multiplyAdds, 3)
         xRef = multiply(xRef, bDense, columns: 6); bound = multiply(bound, absolute(bDense), columns: 6)
         var x = denseX(blocks, y, s)
         for i in 0..<blocks.m {
@@ -577,7 +590,7 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         let x0 = denseX(blocks, y, s)
         let bDense = denseB(b, index, bv)
         let done = try update(plan, &y, &s, &w, &g, bv, [UInt8](repeating: 1, count: 5), plan.makeWorkspace())
-        XCTAssertEqual(done, 4 * 6 + 3 * 2)
+        XCTAssertEqual(done.multiplyAdds, 4 * 6 + 3 * 2)
         let xRef = multiply(x0, bDense, columns: 5), bound = multiply(absolute(x0), absolute(bDense), columns: 5)
         let x = denseX(blocks, y, s)
         for i in 0..<4 { XCTAssertTrue(x[i][1].isNaN, "X(\(i), 1) = \(x[i][1])") }
@@ -622,12 +635,12 @@ final class ScaledBlockProductPlanTests: XCTestCase {
             let x = (0..<blocks.n).map { _ in S(Double.random(in: -1...1, using: &random)) }
             steps.append((bv, active, x))
         }
-        var results: [(threads: Int, bits: [[UInt64]], done: [Int])] = []
+        var results: [(threads: Int, bits: [[UInt64]], done: [ScaledBlockProductPlan.Work])] = []
         for threads in [1, 2, 3, 5] {
             let plan = try problem.makePlan(threads: threads)
             let workspace = plan.makeWorkspace()
             var (y, s, w, g) = initial
-            var done: [Int] = []
+            var done: [ScaledBlockProductPlan.Work] = []
             for (bv, active, x) in steps {
                 done.append(try update(plan, &y, &s, &w, &g, bv, active, workspace))
                 for j in 0..<blocks.n { w[j] += x[j] * s[j] }

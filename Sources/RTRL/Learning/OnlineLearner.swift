@@ -298,6 +298,15 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         return (0..<streamCount).reduce(0) { $0 + influence.skippedWorkFraction(stream: $1) } / Double(streamCount)
     }
 
+    /// The fraction of the influence matrix's columns the last step's update wrote, averaged
+    /// over streams: 1 for the plain update, which rewrites every value; for the EGRU with
+    /// skipping, the columns with an open input (the rest change only through their scale).
+    /// 0 for methods without a sparse influence matrix.
+    public func writtenInfluenceFraction() -> Double {
+        guard case .sparse(let influence) = tracker else { return 0 }
+        return (0..<streamCount).reduce(0) { $0 + influence.writtenFraction(stream: $1) } / Double(streamCount)
+    }
+
     /// Bytes held by the influence state of all streams (values, both buffers).
     public var influenceBytes: Int {
         switch tracker {

@@ -46,6 +46,8 @@ final class SparseInfluence<Scalar: SparseScalar> {
         var columnWeights: [Scalar]
         /// Multiply-adds skipped by the last update (quiet units).
         var skipped = 0
+        /// Columns of the storage written by the last update (all of them but in scaled form).
+        var columnsWritten = 0
         /// Scaled form: column scales σ, deferred gradient weights π, open flags, workspace.
         var scale: [Scalar] = []
         var pending: [Scalar] = []
@@ -268,6 +270,7 @@ final class SparseInfluence<Scalar: SparseScalar> {
                 try stream.current.withUnsafeBufferPointer { a in
                     try stream.next.withUnsafeMutableBufferPointer { c in
                         stream.skipped = try plan.execute(a: a, b: bValues, into: c, skippingZeroFactors: skipsQuietUnits)
+                        stream.columnsWritten = columnState.count
                         addImmediate(record, into: c, weightHH: weightHH)
                     }
                 }
@@ -304,7 +307,8 @@ final class SparseInfluence<Scalar: SparseScalar> {
                                             workspace: stream.workspace!)
                         }
                     }
-                    stream.skipped = plan.multiplyAdds - done
+                    stream.skipped = plan.multiplyAdds - done.multiplyAdds
+                    stream.columnsWritten = done.columnsWritten
                     addScaledImmediate(r, into: y, scales: UnsafeBufferPointer(s), pending: w, gradient: g, weightHH: weightHH)
                 }
             }
@@ -410,6 +414,11 @@ final class SparseInfluence<Scalar: SparseScalar> {
                 }
             }
         }
+    }
+
+    /// The fraction of the storage's columns the last update of stream b wrote.
+    func writtenFraction(stream b: Int) -> Double {
+        columnState.isEmpty ? 0 : Double(streams[b].columnsWritten) / Double(columnState.count)
     }
 
     /// The fraction of the product's multiply-adds skipped in the last update of stream b

@@ -191,15 +191,27 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         let scratch: OwnedBuffer<Double>     // max block values per thread (Float uses half)
         let sourceScale: OwnedBuffer<Double>
         let sources: OwnedBuffer<Int32>
-        let done: OwnedBuffer<Int64>
+        let written: OwnedBuffer<UInt8>
+        let done, changed: OwnedBuffer<Int64>
         init(plan: ScaledBlockProductPlan) {
             scratch = OwnedBuffer(count: plan.threadCount * plan.maxBlockValues, zeroedAs: 0)
             sourceScale = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
             sources = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
+            written = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
             done = OwnedBuffer(count: plan.threadCount, zeroedAs: 0)
+            changed = OwnedBuffer(count: plan.threadCount, zeroedAs: 0)
         }
         /// Bytes held.
-        public var bytes: Int { scratch.bytes + sourceScale.bytes + sources.bytes + done.bytes }
+        public var bytes: Int { scratch.bytes + sourceScale.bytes + sources.bytes + written.bytes + done.bytes + changed.bytes }
+    }
+
+    /// What one `update` did.
+    public struct Work: Equatable, Sendable {
+        /// Multiply-adds of the off-diagonal terms done.
+        public var multiplyAdds: Int
+        /// Columns of Y whose values were written (pushed into, or renormalised): the memory an
+        /// update touches beyond O(n) bookkeeping is these columns, read and written.
+        public var columnsWritten: Int
     }
 
     /// A workspace for one concurrent caller of `update`.
@@ -214,13 +226,14 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     ///   - g: the deferred product's vector (`rowCount`).
     ///   - bValues: the array B's entries are read from (`bValueCount`).
     ///   - activeRows: n flags; a zero flag promises that row of B is zero off the diagonal.
-    /// - Returns: the multiply-adds done (the off-diagonal terms of the active rows).
+    /// - Returns: the multiply-adds done (the off-diagonal terms of the active rows) and the
+    ///   columns written.
     @discardableResult
     public func update<Scalar: SparseScalar>(
         values: UnsafeMutableBufferPointer<Scalar>, scales: UnsafeMutableBufferPointer<Scalar>,
         pendingWeights: UnsafeMutableBufferPointer<Scalar>, g: UnsafeMutableBufferPointer<Scalar>,
         bValues: UnsafeBufferPointer<Scalar>, activeRows: UnsafeBufferPointer<UInt8>, workspace: Workspace
-    ) throws -> Int {
+    ) throws -> Work {
         guard values.count == valueCount, scales.count == columnCount, pendingWeights.count == columnCount,
               g.count == rowCount, bValues.count == bValueCount, activeRows.count == columnCount else {
             throw SparseKernelsError.shapeMismatch(
@@ -228,10 +241,11 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         }
         guard workspace.done.count == threadCount, workspace.scratch.count == threadCount * maxBlockValues,
               workspace.sources.count == threadCount * maxBlockColumns,
-              workspace.sourceScale.count == threadCount * maxBlockColumns else {
+              workspace.sourceScale.count == threadCount * maxBlockColumns,
+              workspace.written.count == threadCount * maxBlockColumns else {
             throw SparseKernelsError.invalidArgument("the workspace belongs to another plan")
         }
-        guard columnCount > 0 else { return 0 }
+        guard columnCount > 0 else { return Work(multiplyAdds: 0, columnsWritten: 0) }
         let range = Self.scaleRange(Scalar.self)
         var plan = sk_scaled_block_plan(
             nblocks: Int32(blockCount), col_start: colStart.pointer, rows: rows.pointer, row_start: rowStart.pointer,
@@ -244,9 +258,11 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
                     plan: plan, Bv: bValues.baseAddress, active: activeRows.baseAddress, Y: values.baseAddress,
                     s: scales.baseAddress, w: pendingWeights.baseAddress, g: g.baseAddress, lo: range.lower, hi: range.upper,
                     bounds: bounds.baseAddress, scratch: workspace.scratch.pointer, source_scale: workspace.sourceScale.pointer,
-                    sources: workspace.sources.pointer, done: workspace.done.pointer, single: Scalar.self == Float.self ? 1 : 0)
+                    sources: workspace.sources.pointer, written: workspace.written.pointer, done: workspace.done.pointer,
+                    changed: workspace.changed.pointer, single: Scalar.self == Float.self ? 1 : 0)
                 sk_scaled_block_execute(pool?.raw, &call)
-                return (0..<threadCount).reduce(0) { $0 + Int(workspace.done.pointer[$1]) }
+                return Work(multiplyAdds: (0..<threadCount).reduce(0) { $0 + Int(workspace.done.pointer[$1]) },
+                            columnsWritten: (0..<threadCount).reduce(0) { $0 + Int(workspace.changed.pointer[$1]) })
             }
         }
     }
