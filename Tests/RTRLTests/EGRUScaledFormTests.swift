@@ -101,7 +101,7 @@ final class EGRUScaledFormTests: XCTestCase {
     }
 
     /// A snapshot of the scaled form resumes bit for bit (through JSON, as checkpoints store it),
-    /// and a learner without skipping resumes it to rounding.
+    /// and a learner storing the influence otherwise refuses it.
     func testSnapshotsOfTheScaledFormResume() throws {
         let model = try Fixtures.model(.egru, hidden: 11, density: 0.35, seed: 44)
         let sequence = try Fixtures.sequence(for: model, length: 60, seed: 44, scale: 1.5)
@@ -115,17 +115,54 @@ final class EGRUScaledFormTests: XCTestCase {
 
         let resumed = try OnlineLearner(model: model, method: .rtrl)
         try resumed.restore(snapshot)
-        let plain = try OnlineLearner(model: model, method: .rtrl, skipsQuietUnits: false)
-        try plain.restore(snapshot)
         for t in 35..<60 {
-            for learner in [first, resumed, plain] { _ = try learner.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+            for learner in [first, resumed] { _ = try learner.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
         }
         XCTAssertEqual(first.gradient().flattened, resumed.gradient().flattened)
-        XCTAssertRelativelyClose(plain.gradient().flattened, first.gradient().flattened, tolerance: 1e-12)
         XCTAssertRelativelyClose(first.gradient().flattened, try sequenceGradient(model, sequence, .bptt).gradient, tolerance: 1e-10)
 
-        // A snapshot of one storage order cannot be restored into the other.
+        // A snapshot of one storage order cannot be restored into another.
+        let plain = try OnlineLearner(model: model, method: .rtrl, skipsQuietUnits: false)
+        XCTAssertThrowsError(try plain.restore(snapshot))
         let generic = try OnlineLearner(model: model, method: .rtrl, layout: .stateMajor)
         XCTAssertThrowsError(try generic.restore(snapshot))
+        XCTAssertThrowsError(try resumed.restore(try plain.snapshot()))
+    }
+
+    /// Grouped columns: with many small groups (forced here) and with one group per reach set,
+    /// 1 and 2 threads and three streams give the plain update's gradient, and threads give the
+    /// same bits.
+    func testGroupingsAndThreads() throws {
+        let saved = ScaledFormTuning.columnBytes
+        defer { ScaledFormTuning.columnBytes = saved }
+        let model = try Fixtures.model(.egru, hidden: 24, density: 0.2, seed: 45)
+        let sequences = try (0..<3).map { try Fixtures.sequence(for: model, length: 30, seed: 450 + UInt64($0), scale: 1.5) }
+        for bytes in [1, 300, 8192] {
+            ScaledFormTuning.columnBytes = bytes
+            for method in [GradientMethod.rtrl, .snap(2)] {
+                let plain = try sequenceGradient(model, sequences[0], method, skipsQuietUnits: false)
+                let one = try sequenceGradient(model, sequences[0], method, threads: 1)
+                let two = try sequenceGradient(model, sequences[0], method, threads: 2)
+                XCTAssertEqual(one.gradient, two.gradient, "\(method), \(bytes)-byte columns")
+                XCTAssertRelativelyClose(one.gradient, plain.gradient, tolerance: 1e-12, "\(method), \(bytes)-byte columns")
+                // Three streams at once.
+                let learner = try OnlineLearner(model: model, method: method, streams: 3, threads: 2)
+                for t in 0..<30 {
+                    _ = try learner.step(inputs: sequences.flatMap { $0.inputs[t] }, targets: sequences.map { $0.targets[t] })
+                }
+                var sum = [Double](repeating: 0, count: plain.gradient.count)
+                for s in sequences {
+                    let g = try sequenceGradient(model, s, method, skipsQuietUnits: false).gradient
+                    for q in sum.indices { sum[q] += g[q] }
+                }
+                XCTAssertRelativelyClose(learner.gradient().flattened, sum, tolerance: 1e-12, "\(method), 3 streams, \(bytes)-byte columns")
+                if bytes == 1, case .sparse(let influence) = learner.tracker {
+                    XCTAssertEqual(influence.unitGroups.count, 24, "one unit per group")
+                }
+                if bytes == 8192, method == .rtrl, case .sparse(let influence) = learner.tracker {
+                    XCTAssertLessThan(influence.unitGroups.count, 24, "units sharing a reach set are grouped")
+                }
+            }
+        }
     }
 }

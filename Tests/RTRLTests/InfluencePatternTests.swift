@@ -154,8 +154,13 @@ final class InfluencePatternTests: XCTestCase {
                 if case .snap(let n) = order, n <= 2 {
                     let learner = try OnlineLearner(model: model, method: .snap(n))
                     XCTAssertEqual(learner.influencePattern?.reach, pattern.reach, what)
-                    let expected = cell == .egru ? 8 * nonzeros + 17 * components * pairs : 16 * nonzeros
-                    XCTAssertEqual(learner.influenceBytes, expected, what)
+                    if cell == .egru {
+                        // Units sharing a reach set may share columns: at most one per reach pair.
+                        XCTAssertGreaterThan(learner.influenceBytes, 8 * nonzeros, what)
+                        XCTAssertLessThanOrEqual(learner.influenceBytes, 8 * nonzeros + 17 * components * pairs, what)
+                    } else {
+                        XCTAssertEqual(learner.influenceBytes, 16 * nonzeros, what)
+                    }
                 }
             }
             // Exact RTRL on a dense graph keeps the full k × p influence.

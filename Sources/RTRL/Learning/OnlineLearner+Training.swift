@@ -112,7 +112,7 @@ extension OnlineLearner {
     /// The learner's evolving state (not its model or structure).
     public func snapshot() throws -> LearnerSnapshot<Scalar> {
         var result = LearnerSnapshot<Scalar>(method: method.description, stepCount: stepCount, streams: [])
-        if case .sparse(let influence) = tracker { result.layout = influence.layout.rawValue }
+        if case .sparse(let influence) = tracker { result.layout = influence.storageName }
         for (b, s) in streams.enumerated() {
             var stream = LearnerSnapshot<Scalar>.Stream(
                 state: Packed(s.state), isInitial: s.isInitial, coreGradient: Packed(s.coreGradient),
@@ -141,8 +141,8 @@ extension OnlineLearner {
         guard snapshot.method == method.description, snapshot.streams.count == streamCount else {
             throw RTRLError.invalidInput("the checkpoint was taken with \(snapshot.method) on \(snapshot.streams.count) stream(s), not \(method) on \(streamCount)")
         }
-        if case .sparse(let influence) = tracker, let saved = snapshot.layout, saved != influence.layout.rawValue {
-            throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.layout.rawValue)")
+        if case .sparse(let influence) = tracker, let saved = snapshot.layout, saved != influence.storageName {
+            throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.storageName) (the EGRU's scaled form is used when quiet units are skipped)")
         }
         func check(_ a: Packed<Scalar>, _ count: Int, _ what: String) throws -> [Scalar] {
             guard a.values.count == count else {
@@ -164,9 +164,7 @@ extension OnlineLearner {
                 let columns = influence.columnState.count
                 let scale = try saved.influenceScale.map { try check($0, columns, "influence scales") }
                 let pending = try saved.influencePending.map { try check($0, columns, "deferred gradient") }
-                try s.coreGradient.withUnsafeMutableBufferPointer { g in
-                    try influence.restore(stream: b, values: current, scales: scale, pending: pending, gradient: g)
-                }
+                influence.restore(stream: b, values: current, scales: scale, pending: pending)
             case .dense(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
                 influence.streams[b].current = try check(values, influence.streams[b].current.count, "influence matrix")

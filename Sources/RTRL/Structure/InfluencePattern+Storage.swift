@@ -24,18 +24,49 @@ extension InfluencePattern {
     /// The unit-blocked order Ĵ (p × N, N = components · Σ|R(i)|): for each unit i and each state
     /// variable q of a unit in R(i) (component-major, increasing), one column holding unit i's
     /// parameters. Unit i's block — J[R(i), params of i] — is then contiguous.
-    /// Returns the pattern and, for each column, the state variable it carries.
+    /// Returns the pattern and, for each column, the state variable it carries and its unit.
     public func unitBlockedPattern() -> (pattern: SparsityPattern, state: [Int32], unit: [Int32]) {
+        groupedBlockedPattern(groups: (0..<graph.hiddenSize).map { $0..<$0 + 1 })
+    }
+
+    /// Consecutive units with the same reach set, gathered into groups of at least `minimumRows`
+    /// parameters where the reach sets allow (the last group of a run may be smaller). Grouping
+    /// changes only the storage order: a group's units share their columns (one per state
+    /// variable of the common reach set), which are longer.
+    public func unitGroups(minimumRows: Int) -> [Range<Int>] {
+        let k = graph.hiddenSize
+        var groups: [Range<Int>] = []
+        var start = 0
+        while start < k {
+            var end = start + 1
+            var rows = Int(layout.unitStart[end] - layout.unitStart[start])
+            while end < k && rows < minimumRows && reach(ofUnit: end).elementsEqual(reach(ofUnit: start)) {
+                rows += Int(layout.unitStart[end + 1] - layout.unitStart[end])
+                end += 1
+            }
+            groups.append(start..<end)
+            start = end
+        }
+        return groups
+    }
+
+    /// The unit-blocked order with units grouped (each group's units must share one reach set):
+    /// for each group g and each state variable q of a unit in R(g) (component-major,
+    /// increasing), one column holding the parameters of g's units (contiguous). Group g's block
+    /// J[R(g), params of g] is contiguous, column-major. Returns the pattern and, for each column,
+    /// its state variable and its group.
+    public func groupedBlockedPattern(groups: [Range<Int>]) -> (pattern: SparsityPattern, state: [Int32], unit: [Int32]) {
         let k = graph.hiddenSize, components = graph.cell.stateComponents
         var pointers: [Int32] = [0], rows: [Int32] = [], state: [Int32] = [], unit: [Int32] = []
         rows.reserveCapacity(statistics.nonzeros)
-        for i in 0..<k {
+        for (g, group) in groups.enumerated() {
+            let first = layout.unitStart[group.lowerBound], end = layout.unitStart[group.upperBound]
             for c in 0..<components {
-                for u in reach(ofUnit: i) {
-                    for t in layout.unitStart[i]..<layout.unitStart[i + 1] { rows.append(t) }
+                for u in reach(ofUnit: group.lowerBound) {
+                    for t in first..<end { rows.append(t) }
                     pointers.append(Int32(rows.count))
                     state.append(Int32(c * k + Int(u)))
-                    unit.append(Int32(i))
+                    unit.append(Int32(g))
                 }
             }
         }
