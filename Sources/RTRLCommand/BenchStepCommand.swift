@@ -1,5 +1,5 @@
 import ArgumentParser
-import RTRL
+@_spi(Benchmarks) import RTRL
 
 /// `rtrl bench step` (contract §5): whole online steps — forward, influence update, gradient —
 /// on random inputs, timed one by one after a warm-up.
@@ -20,6 +20,9 @@ struct BenchStepCommand: ParsableCommand {
     var inputScale: Double = 1
     @Flag(help: "EGRU: time steps with and without skipping quiet units in one run (alternating steps on the same inputs).")
     var compareSkipping = false
+    @Option(help: ArgumentHelp("EGRU skipping: the column length in bytes its storage aims for by grouping units (1: one unit per block).",
+                               visibility: .hidden))
+    var egruColumnBytes: Int?
 
     func run() throws {
         try reporting {
@@ -37,6 +40,10 @@ struct BenchStepCommand: ParsableCommand {
     }
 
     private func run<S: SparseScalar>(_ model: Model<S>, _ method: GradientMethod, _ layout: InfluenceLayout, as: S.Type) throws {
+        if let egruColumnBytes {
+            guard egruColumnBytes >= 1 else { throw CommandFailure("--egru-column-bytes must be at least 1, not \(egruColumnBytes)") }
+            ScaledFormTuning.columnBytes = egruColumnBytes
+        }
         let learner = try OnlineLearner(model: model, method: method, streams: batch, threads: threads, layout: layout,
                                         skipsQuietUnits: !noSkip)
         // With --compare-skipping, a second learner without skipping takes the same steps.

@@ -1,4 +1,4 @@
-@testable import RTRL
+@testable @_spi(Benchmarks) import RTRL
 import SparseKernels
 import XCTest
 

@@ -429,12 +429,12 @@ final class SparseInfluence<Scalar: SparseScalar> {
     }
 }
 
-/// Tuning of the EGRU's scaled form.
-enum ScaledFormTuning {
+/// Tuning of the EGRU's scaled form, for benchmarks and tests (not a stable API).
+@_spi(Benchmarks) public enum ScaledFormTuning {
     /// The length, in bytes, the scaled form aims for in a column by grouping units that share a
-    /// reach set (measured: 3–12 KB columns update ~1.6× faster than one unit's 368 B, BENCHMARKS.md).
-    /// A variable so that tests can force many small groups.
-    nonisolated(unsafe) static var columnBytes = 8192
+    /// reach set (see BENCHMARKS.md for the measurement behind 8 KB). Read when a learner is
+    /// built; 1 gives one unit per block.
+    nonisolated(unsafe) public static var columnBytes = 8192
 }
 
 @inline(__always)
