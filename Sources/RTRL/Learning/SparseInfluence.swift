@@ -304,44 +304,28 @@ final class SparseInfluence<Scalar: SparseScalar> {
                     }
                     stream.skipped = plan.multiplyAdds - done.multiplyAdds
                     stream.columnsWritten = done.columnsWritten
-                    addScaledImmediate(r, into: y, scales: UnsafeBufferPointer(s), pending: w, gradient: g, weightHH: weightHH)
+                    addImmediate(r, into: y, weightHH: weightHH,
+                                 scaled: ScaledTarget(scales: UnsafeBufferPointer(s), pending: w, gradient: g))
                 }
             }
         }
     }
 
-    @_specialize(where Scalar == Double)
-    @_specialize(where Scalar == Float)
-    private func addImmediate(_ r: StepRecord<Scalar>, into j: UnsafeMutableBufferPointer<Scalar>, weightHH: SparseMatrix<Scalar>) {
-        let layout = pattern.layout, k = pattern.graph.hiddenSize, stride = 2 * weightHH.rowCount + 1
-        layout.coefficientIndex.withUnsafeBufferPointer { ci in
-            layout.featureIndex.withUnsafeBufferPointer { fi in
-                r.immediateCoefficients.withUnsafeBufferPointer { coefficients in
-                    r.immediateFeatures.withUnsafeBufferPointer { features in
-                        for c in 0..<pattern.graph.cell.stateComponents {
-                            let coefficient = coefficients.baseAddress! + c * stride
-                            for i in 0..<k {
-                                let target = j.baseAddress! + Int(immediateStart[c * k + i])
-                                let first = Int(layout.unitStart[i]), count = Int(layout.unitStart[i + 1]) - first
-                                for t in 0..<count {
-                                    target[t] += coefficient[Int(ci[first + t])] * features[Int(fi[first + t])]
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        thresholds?.add(weightHH: weightHH, record: r, into: j)
+    /// The scaled form's state that adding into the values must respect: the column scales, the
+    /// deferred gradient weights and the gradient they fold into.
+    private struct ScaledTarget {
+        let scales: UnsafeBufferPointer<Scalar>
+        let pending: UnsafeMutableBufferPointer<Scalar>
+        let gradient: UnsafeMutableBufferPointer<Scalar>
     }
 
-    /// The immediate terms in scaled form: each target column's deferred gradient is folded in
-    /// first, and the terms are divided by the column's scale.
+    /// Adds the immediate terms I_t. In scaled form each target column's deferred gradient is
+    /// folded in first and the terms are divided by the column's scale (the plain form multiplies
+    /// by 1, which changes no bit).
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    private func addScaledImmediate(_ r: StepRecord<Scalar>, into j: UnsafeMutableBufferPointer<Scalar>,
-                                    scales: UnsafeBufferPointer<Scalar>, pending: UnsafeMutableBufferPointer<Scalar>,
-                                    gradient g: UnsafeMutableBufferPointer<Scalar>, weightHH: SparseMatrix<Scalar>) {
+    private func addImmediate(_ r: StepRecord<Scalar>, into j: UnsafeMutableBufferPointer<Scalar>, weightHH: SparseMatrix<Scalar>,
+                              scaled: ScaledTarget? = nil) {
         let layout = pattern.layout, k = pattern.graph.hiddenSize, stride = 2 * weightHH.rowCount + 1
         storage.columnPointers.withUnsafeBufferPointer { pointers in
         columnFirstRow.withUnsafeBufferPointer { firstRow in
@@ -352,17 +336,20 @@ final class SparseInfluence<Scalar: SparseScalar> {
                         for c in 0..<pattern.graph.cell.stateComponents {
                             let coefficient = coefficients.baseAddress! + c * stride
                             for i in 0..<k {
-                                let column = Int(immediateColumn[c * k + i])
                                 let target = j.baseAddress! + Int(immediateStart[c * k + i])
                                 let first = Int(layout.unitStart[i]), count = Int(layout.unitStart[i + 1]) - first
-                                let weight = pending[column]
-                                if weight != 0 {
-                                    // Fold the whole column (its group's parameters) before it changes.
-                                    let start = Int(pointers[column]), row = Int(firstRow[column])
-                                    for t in 0..<Int(pointers[column + 1]) - start { g[row + t] += weight * j[start + t] }
-                                    pending[column] = 0
+                                var inverse: Scalar = 1
+                                if let scaled {
+                                    let column = Int(immediateColumn[c * k + i])
+                                    let weight = scaled.pending[column]
+                                    if weight != 0 {
+                                        // Fold the whole column (its group's parameters) before it changes.
+                                        let start = Int(pointers[column]), row = Int(firstRow[column])
+                                        for t in 0..<Int(pointers[column + 1]) - start { scaled.gradient[row + t] += weight * j[start + t] }
+                                        scaled.pending[column] = 0
+                                    }
+                                    inverse = 1 / scaled.scales[column]
                                 }
-                                let inverse = 1 / scales[column]
                                 for t in 0..<count {
                                     target[t] += coefficient[Int(ci[first + t])] * features[Int(fi[first + t])] * inverse
                                 }
@@ -374,8 +361,12 @@ final class SparseInfluence<Scalar: SparseScalar> {
         }
         }
         }
-        thresholds?.addScaled(weightHH: weightHH, record: r, into: j, scales: scales, pending: UnsafeBufferPointer(pending),
-                              rowOf: storage.rowIndices, gradient: g)
+        if let scaled {
+            thresholds?.addScaled(weightHH: weightHH, record: r, into: j, scales: scaled.scales,
+                                  pending: UnsafeBufferPointer(scaled.pending), rowOf: storage.rowIndices, gradient: scaled.gradient)
+        } else {
+            thresholds?.add(weightHH: weightHH, record: r, into: j)
+        }
     }
 
     /// Adds wᵀ J (w over state variables) into a θ-ordered gradient.
