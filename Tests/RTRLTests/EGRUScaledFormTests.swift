@@ -165,4 +165,56 @@ final class EGRUScaledFormTests: XCTestCase {
             }
         }
     }
+
+    /// The thresholds' immediate terms in scaled form keep the deferred gradient g + Ŷπ unchanged
+    /// and add the plain terms to J = Ŷ·diag(σ), even where a target column still has a pending
+    /// weight (which the learner's own order never leaves, so it is forced here).
+    func testThresholdTermsKeepTheDeferredGradient() throws {
+        let model = try Fixtures.model(.egru, hidden: 10, density: 0.4, seed: 46)
+        let sequence = try Fixtures.sequence(for: model, length: 12, seed: 46, scale: 1.5)
+        let learner = try OnlineLearner(model: model, method: .rtrl)
+        for t in 0..<12 { _ = try learner.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+        guard case .sparse(let influence) = learner.tracker, let plan = influence.blockPlan,
+              let thresholds = influence.thresholds else { return XCTFail("no scaled form") }
+        let record = learner.lastRecord(stream: 0)
+        XCTAssertTrue(record.thresholdPreviousOutput.contains { $0 != 0 }, "no threshold terms to add")
+        let stream = influence.streams[0]
+        var random = SeededGenerator(seed: 46)
+        stream.pending = stream.pending.map { _ in Double.random(in: -1...1, using: &random) }
+        var g = (0..<plan.rowCount).map { _ in Double.random(in: -1...1, using: &random) }
+        func deferred() throws -> [Double] {
+            var total = g
+            try stream.current.withUnsafeBufferPointer { y in
+                try stream.pending.withUnsafeBufferPointer { w in
+                    try total.withUnsafeMutableBufferPointer { try plan.addPending(values: y, pendingWeights: w, to: $0) }
+                }
+            }
+            return total
+        }
+        func unscaled() -> [Double] {
+            var j = stream.current
+            for c in 0..<influence.columnState.count {
+                for p in Int(influence.storage.columnPointers[c])..<Int(influence.storage.columnPointers[c + 1]) { j[p] *= stream.scale[c] }
+            }
+            return j
+        }
+        let before = try deferred(), jBefore = unscaled()
+        // The plain terms, added to the unscaled values.
+        var expected = jBefore
+        expected.withUnsafeMutableBufferPointer { thresholds.add(weightHH: model.parameters.weightHH, record: record, into: $0) }
+        XCTAssertGreaterThan(zip(expected, jBefore).filter { $0 != $1 }.count, 0)
+        stream.scale.withUnsafeBufferPointer { scales in
+            stream.pending.withUnsafeBufferPointer { pending in
+                stream.current.withUnsafeMutableBufferPointer { j in
+                    g.withUnsafeMutableBufferPointer { g in
+                        thresholds.addScaled(weightHH: model.parameters.weightHH, record: record, into: j, scales: scales,
+                                             pending: pending, rowOf: influence.storage.rowIndices, gradient: g)
+                    }
+                }
+            }
+        }
+        XCTAssertRelativelyClose(try deferred(), before, tolerance: 1e-13)
+        XCTAssertRelativelyClose(unscaled(), expected, tolerance: 1e-13)
+    }
 }
+
