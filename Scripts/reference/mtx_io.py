@@ -30,19 +30,25 @@ def _info(path):
         raise FormatError(f"{path} is not a readable Matrix Market file ({exc})") from exc
 
 
+def _require(path, fmt_expected):
+    """Check that `path` is a `<fmt_expected> real general` file; return its (rows, columns)."""
+    n_rows, n_cols, _, fmt, field, symmetry = _info(path)
+    if fmt != fmt_expected:
+        raise FormatError(f"{path} must be a{'n' if fmt_expected == 'array' else ''} {fmt_expected} file, found {fmt}")
+    if field not in ("real", "integer", "double"):
+        raise FormatError(f"{path} must hold real values, found field {field}")
+    if symmetry != "general":
+        raise FormatError(f"{path} must be general, found {symmetry}")
+    return n_rows, n_cols
+
+
 def read_coordinate(path):
     """Read a `coordinate real general` file.
 
     Returns (shape, rows, cols, values): 0-based int64 index arrays and float64
     values, in file order, explicit zeros kept. Duplicate entries are an error.
     """
-    n_rows, n_cols, _, fmt, field, symmetry = _info(path)
-    if fmt != "coordinate":
-        raise FormatError(f"{path} must be a coordinate file, found {fmt}")
-    if field not in ("real", "integer", "double"):
-        raise FormatError(f"{path} must hold real values, found field {field}")
-    if symmetry != "general":
-        raise FormatError(f"{path} must be general, found {symmetry}")
+    n_rows, n_cols = _require(path, "coordinate")
     coo = scipy.io.mmread(path)
     if not scipy.sparse.issparse(coo) or coo.format != "coo":
         raise FormatError(f"{path} did not read as a coordinate matrix")
@@ -57,13 +63,7 @@ def read_coordinate(path):
 
 def read_array(path):
     """Read an `array real general` file as a dense float64 2-D array."""
-    _, _, _, fmt, field, symmetry = _info(path)
-    if fmt != "array":
-        raise FormatError(f"{path} must be an array file, found {fmt}")
-    if field not in ("real", "integer", "double"):
-        raise FormatError(f"{path} must hold real values, found field {field}")
-    if symmetry != "general":
-        raise FormatError(f"{path} must be general, found {symmetry}")
+    _require(path, "array")
     return np.array(scipy.io.mmread(path), dtype=np.float64, ndmin=2)
 
 

@@ -307,7 +307,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         return (0..<streamCount).reduce(0) { $0 + influence.writtenFraction(stream: $1) } / Double(streamCount)
     }
 
-    /// Bytes held by the influence state of all streams (values, both buffers).
+    /// Bytes held by the influence state of all streams (values in both buffers; for the EGRU's
+    /// scaled form, one buffer with a scale, a deferred weight and a flag per column).
     public var influenceBytes: Int {
         switch tracker {
         case .sparse(let influence): return streamCount * influence.bytesPerStream

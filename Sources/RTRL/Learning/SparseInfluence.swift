@@ -46,7 +46,8 @@ final class SparseInfluence<Scalar: SparseScalar> {
         /// D's values (on Dᵀ's pattern) and B's values (Δ, unit-blocked only, not in scaled form).
         var dynamics: [Scalar]
         var factor: [Scalar]
-        /// w gathered onto the storage's columns (for the gradient).
+        /// w gathered onto the storage's columns (for the gradient; empty in scaled form, which
+        /// defers it into `pending`).
         var columnWeights: [Scalar]
         /// Multiply-adds skipped by the last update (quiet units).
         var skipped = 0
@@ -57,10 +58,10 @@ final class SparseInfluence<Scalar: SparseScalar> {
         var pending: [Scalar] = []
         var open: [UInt8] = []
         var workspace: ScaledBlockProductPlan.Workspace?
-        init(values: Int, doubleBuffered: Bool, dynamics: Int, factor: Int, columns: Int) {
-            columnWeights = [Scalar](repeating: 0, count: columns)
+        init(values: Int, inPlace: Bool, dynamics: Int, factor: Int, columns: Int) {
+            columnWeights = [Scalar](repeating: 0, count: inPlace ? 0 : columns)
             current = [Scalar](repeating: 0, count: values)
-            next = doubleBuffered ? current : []
+            next = inPlace ? [] : current
             self.dynamics = [Scalar](repeating: 0, count: dynamics)
             self.factor = [Scalar](repeating: 0, count: factor)
         }
@@ -87,7 +88,7 @@ final class SparseInfluence<Scalar: SparseScalar> {
         self.pattern = pattern
         self.layout = layout
         self.skipsQuietUnits = skipsQuietUnits
-        let bPattern: SparsityPattern
+        let bPattern: SparsityPattern, blockSource: [Int32]
         switch layout {
         case .unitBlocked:
             // The scaled form groups units that share a reach set, for longer columns: its update
@@ -101,13 +102,15 @@ final class SparseInfluence<Scalar: SparseScalar> {
             columnState = blocked.state
             let delta = pattern.unitBlockedJacobian(columnState: blocked.state, columnUnit: blocked.unit)
             bPattern = delta.pattern
-            deltaSource = delta.source
+            blockSource = delta.source
+            deltaSource = scaled ? [] : delta.source // the scaled form's plan keeps its own copy
         case .stateMajor:
             storage = pattern.stateMajorPattern()
             unitGroups = []
             columnGroup = []
             columnState = (0..<Int32(graph.stateSize)).map { $0 }
             bPattern = graph.jacobianTransposed
+            blockSource = []
             deltaSource = []
         }
         columnUnit = columnState.map { $0 % Int32(k) }
@@ -120,7 +123,7 @@ final class SparseInfluence<Scalar: SparseScalar> {
             let blockFirst = groups.map { Int(layoutOfParameters.unitStart[$0.lowerBound]) }
             let blockPlan = try ScaledBlockProductPlan(
                 blockColumns: blockColumns, blockRows: blockRows, blockFirstRows: blockFirst, rowCount: layoutOfParameters.count,
-                b: bPattern, bValueIndex: deltaSource, bValueCount: graph.jacobianTransposed.nonzeroCount, threads: threads,
+                b: bPattern, bValueIndex: blockSource, bValueCount: graph.jacobianTransposed.nonzeroCount, threads: threads,
                 memoryBudget: max(0, memoryBudget - needed))
             self.blockPlan = blockPlan
             plan = nil
@@ -173,7 +176,7 @@ final class SparseInfluence<Scalar: SparseScalar> {
             : nil
         let blockPlan = self.blockPlan
         self.streams = (0..<streams).map { _ in
-            let stream = Stream(values: values, doubleBuffered: !scaled, dynamics: graph.jacobianTransposed.nonzeroCount,
+            let stream = Stream(values: values, inPlace: scaled, dynamics: graph.jacobianTransposed.nonzeroCount,
                                 factor: layout == .unitBlocked && !scaled ? bPattern.nonzeroCount : 0, columns: columnState.count)
             if let blockPlan {
                 stream.scale = [Scalar](repeating: 1, count: columnState.count)
