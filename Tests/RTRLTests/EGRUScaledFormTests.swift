@@ -127,6 +127,10 @@ final class EGRUScaledFormTests: XCTestCase {
         let generic = try OnlineLearner(model: model, method: .rtrl, layout: .stateMajor)
         XCTAssertThrowsError(try generic.restore(snapshot))
         XCTAssertThrowsError(try resumed.restore(try plain.snapshot()))
+        // A checkpoint from before storage orders were named cannot be the scaled form's.
+        var unnamed = snapshot
+        unnamed.layout = nil
+        XCTAssertThrowsError(try resumed.restore(unnamed))
     }
 
     /// Grouped columns: with many small groups (forced here) and with one group per reach set,

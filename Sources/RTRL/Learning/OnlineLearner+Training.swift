@@ -141,8 +141,12 @@ extension OnlineLearner {
         guard snapshot.method == method.description, snapshot.streams.count == streamCount else {
             throw RTRLError.invalidInput("the checkpoint was taken with \(snapshot.method) on \(snapshot.streams.count) stream(s), not \(method) on \(streamCount)")
         }
-        if case .sparse(let influence) = tracker, let saved = snapshot.layout, saved != influence.storageName {
-            throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.storageName) (the EGRU's scaled form is used when quiet units are skipped)")
+        if case .sparse(let influence) = tracker {
+            // Checkpoints written before the storage was named hold an unscaled, ungrouped order.
+            let saved = snapshot.layout ?? (influence.isScaled ? "blocked (unnamed, from an older version)" : influence.storageName)
+            guard saved == influence.storageName else {
+                throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.storageName) (the EGRU's scaled form is used when quiet units are skipped)")
+            }
         }
         func check(_ a: Packed<Scalar>, _ count: Int, _ what: String) throws -> [Scalar] {
             guard a.values.count == count else {
