@@ -220,5 +220,36 @@ final class EGRUScaledFormTests: XCTestCase {
         XCTAssertRelativelyClose(try deferred(), before, tolerance: 1e-13)
         XCTAssertRelativelyClose(unscaled(), expected, tolerance: 1e-13)
     }
+
+    /// `writtenInfluenceFraction`: 1 for the plain update; in scaled form the share of states with
+    /// an open input (the model is one group, so a state has one column), counted here from the
+    /// weight pattern and the step's open units.
+    func testWrittenInfluenceFraction() throws {
+        // Two units in three can never fire (thresholds far above v): they stay quiet.
+        let base = try Fixtures.model(.egru, hidden: 12, density: 0.3, seed: 47)
+        let model = try Fixtures.replacing(base) { p in
+            p.threshold = p.threshold.enumerated().map { $0.offset % 3 == 0 ? $0.element : 5.0 }
+        }
+        let sequence = try Fixtures.sequence(for: model, length: 8, seed: 47, scale: 1.5)
+        let skipping = try OnlineLearner(model: model, method: .rtrl)
+        let plain = try OnlineLearner(model: model, method: .rtrl, skipsQuietUnits: false)
+        let w = model.parameters.weightHH.pattern, k = 12
+        var between = 0
+        for t in 0..<8 {
+            for learner in [skipping, plain] { _ = try learner.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+            XCTAssertEqual(plain.writtenInfluenceFraction(), 1)
+            // The first step has no previous state: D is zero, every scale becomes zero and its
+            // column is rewritten (zeroed).
+            if t == 0 { XCTAssertEqual(skipping.writtenInfluenceFraction(), 1); continue }
+            let open = skipping.lastRecord(stream: 0).columnScale.map { $0 != 0 }
+            var written = Set<Int>()
+            for j in 0..<k where open[j] {
+                for r in w.rows(inColumn: j) where Int(r) % k != j { written.insert(Int(r) % k) }
+            }
+            XCTAssertEqual(skipping.writtenInfluenceFraction(), Double(written.count) / Double(k), accuracy: 1e-12, "step \(t)")
+            if written.count > 0 && written.count < k { between += 1 }
+        }
+        XCTAssertGreaterThan(between, 0, "no step wrote only some of the columns")
+    }
 }
 
