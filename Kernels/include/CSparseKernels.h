@@ -187,6 +187,73 @@ typedef struct {
 } sk_scaled_block_call;
 void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
 
+/* ---- Block product: X_b <- A[R_b, R_b] * X_b + E_b in place (sk_bprod_*.c) ------------------
+ *
+ * X holds dense blocks, block b (m_b x n_b, row-major, row stride n_b) at X + x_start[b]. A is a
+ * sparse square matrix whose values the caller passes each call (Av); R_b lists m_b of its
+ * rows/columns (row_global), so S_b = A[R_b, R_b] is m_b x m_b. A call does, for every block,
+ *
+ *     X_b <- S_b * X_b + (additions)          (additions: X_b(r, c .. c+len-1) += E(src ..))
+ *     g(g_start[b] + t) += sum over rows q of w(R_b[q]) * X_b(q, t)     (if w is given)
+ *
+ * S_b is stored by rows: for local row q, entries rowptr[q] .. rowptr[q+1]-1 (relative to the
+ * block's first entry entry_start[b]) with local column entry_col (a row of X_b) and value
+ * Av[entry_val]. The work is cut into units, each one panel of columns of one block
+ * (unit_col, unit_width, at most max_vectors vectors wide for the instruction set in use); a
+ * unit's additions (unit_add) lie inside its panel, in the order they are applied. Units of one
+ * block are consecutive. Each output is computed by one thread in a fixed order, so results are
+ * the same for any split of the units over threads. */
+enum { SK_ISA_GENERIC = 0, SK_ISA_AVX2 = 1, SK_ISA_AVX512 = 2 };
+
+typedef struct {
+    int32_t nblocks;
+    const int32_t *rows;                        /* nblocks: m_b */
+    const int64_t *cols;                        /* nblocks: n_b */
+    const int64_t *x_start;                     /* nblocks: first value of X_b */
+    const int64_t *g_start;                     /* nblocks: g index of X_b's column 0 */
+    const int64_t *row_start;                   /* nblocks + 1: block b's rows in row_global; its
+                                                   m_b + 1 row pointers at rowptr + row_start[b] + b */
+    const int32_t *row_global;
+    const int32_t *rowptr;
+    const int64_t *entry_start;                 /* nblocks + 1 */
+    const int32_t *entry_col, *entry_val;
+    int32_t nunits;
+    const int32_t *unit_block, *unit_col, *unit_width;
+    const int64_t *unit_add;                    /* nunits + 1 */
+    const int32_t *add_row, *add_col, *add_len;
+    const int64_t *add_src;
+    int32_t max_rows;                           /* largest m_b */
+    int32_t max_vectors;                        /* widest panel, in vectors */
+    int64_t max_entries;                        /* most entries of one S_b */
+} sk_bprod_plan;
+
+/* One call, split over a pool: thread t does units bounds[t] .. bounds[t+1]-1 with the scratch
+ * at scratch + t * scratch_stride (sk_bprod_scratch_bytes each, 64-byte aligned). E may be NULL
+ * without additions; w and g are both NULL for no gradient. */
+typedef struct {
+    const sk_bprod_plan *plan;
+    int level;                                  /* SK_ISA_*: the kernels to run */
+    int single;                                 /* 1: float, 0: double */
+    const void *Av;
+    void *X;
+    const void *E, *w;
+    void *g;
+    const int32_t *bounds;
+    void *scratch;
+    size_t scratch_stride;
+} sk_bprod_call;
+
+/* The best instruction set this processor runs (SK_ISA_*). */
+int sk_cpu_level(void);
+/* Scalars per vector of an instruction set. */
+int32_t sk_bprod_lanes(int level, int single);
+/* The widest panel, in vectors, for a block of `rows` rows: what the registers hold, narrowed so
+ * that the packed panel stays in the L1 cache. */
+int32_t sk_bprod_max_vectors(int level, int single, int32_t rows);
+/* Scratch bytes one thread needs for a plan. */
+size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single);
+void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call);
+
 /* ---- Sparse matrix-vector product (sk_gaxpy.c) ----------------------------------------------- */
 
 /* y += A * x for A (m x n, CSC). */

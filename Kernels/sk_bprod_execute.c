@@ -1,0 +1,89 @@
+/* Block product: the instruction set in use, panel sizes, and one numeric call split over the
+ * worker pool by work units. */
+#include "sk_bprod.h"
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int sk_cpu_level(void)
+{
+#if SK_BPROD_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return SK_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SK_ISA_AVX2;
+#endif
+    return SK_ISA_GENERIC;
+}
+
+int32_t sk_bprod_lanes(int level, int single)
+{
+    switch (level) {
+    case SK_ISA_AVX2: return single ? 8 : 4;
+    default: return single ? 16 : 8; /* AVX-512, and the generic 64-byte vectors */
+    }
+}
+
+/* The L1 data cache in bytes (32 KiB if the system does not say). */
+static int64_t sk_l1_bytes(void)
+{
+#ifdef _SC_LEVEL1_DCACHE_SIZE
+    long bytes = sysconf(_SC_LEVEL1_DCACHE_SIZE);
+    if (bytes >= 8192 && bytes <= (1L << 22)) return bytes;
+#endif
+    return 32768;
+}
+
+int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
+{
+    (void)single;
+    /* Registers: 12 accumulators (one set, or two of 6 on AVX2); the generic vectors are 64 bytes
+     * on whatever registers the target has, so they stay narrow. */
+    int32_t most = level == SK_ISA_GENERIC ? 2 : SK_BPROD_MAX_VECTORS;
+    int32_t least = level == SK_ISA_AVX2 ? 3 : level == SK_ISA_AVX512 ? 2 : 1;
+    /* The packed panel (rows x vectors) should fill at most three quarters of the L1 cache. */
+    int64_t vector_bytes = level == SK_ISA_AVX2 ? 32 : 64;
+    int64_t fit = rows > 0 ? sk_l1_bytes() * 3 / 4 / ((int64_t)rows * vector_bytes) : most;
+    if (fit > most) fit = most;
+    if (fit < least) fit = least;
+    if (fit > SK_BPROD_MAX_VECTORS) fit = SK_BPROD_MAX_VECTORS;
+    return (int32_t)fit;
+}
+
+size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single)
+{
+    size_t size = single ? sizeof(float) : sizeof(double);
+    int64_t lanes = sk_bprod_lanes(level, single);
+    int64_t scalars = sk_bprod_align((int64_t)plan->max_rows * plan->max_vectors * lanes, size)
+                      + sk_bprod_align(plan->max_entries, size) + sk_bprod_align(plan->max_rows, size);
+    return (size_t)scalars * size;
+}
+
+static void sk_bprod_part(void *context, int thread, int nthreads)
+{
+    (void)nthreads;
+    const sk_bprod_call *c = context;
+    int32_t u0 = c->bounds[thread], u1 = c->bounds[thread + 1];
+    if (u0 >= u1) return;
+    void *scratch = (char *)c->scratch + (size_t)thread * c->scratch_stride;
+    switch (c->level) {
+#if SK_BPROD_X86
+    case SK_ISA_AVX512:
+        if (c->single) sk_bprod_units_avx512_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        else sk_bprod_units_avx512_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        return;
+    case SK_ISA_AVX2:
+        if (c->single) sk_bprod_units_avx2_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        else sk_bprod_units_avx2_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        return;
+#endif
+    default:
+        if (c->single) sk_bprod_units_generic_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        else sk_bprod_units_generic_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        return;
+    }
+}
+
+void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call)
+{
+    sk_pool_run(pool, sk_bprod_part, (void *)call);
+}

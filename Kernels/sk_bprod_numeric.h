@@ -1,0 +1,107 @@
+/*
+ * Block product, numeric phase: a template included once per instruction set and scalar type
+ * (sk_bprod_avx2.c, sk_bprod_avx512.c, sk_bprod_generic.c) with the vector operations defined.
+ * It instantiates the panel kernel for 1 to 12 vectors and the driver over work units.
+ */
+
+#define SK_NV 1
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 2
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 3
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 4
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 5
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 6
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 7
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 8
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 9
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 10
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 11
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 12
+#include "sk_bprod_panel.h"
+#undef SK_NV
+
+typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, const int32_t *restrict,
+                                           const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
+                                           SK_REAL *restrict, SK_REAL *restrict);
+
+static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VECTORS] = {
+    SK_PASTE(SK_NAME(sk_bprod_panel), 1), SK_PASTE(SK_NAME(sk_bprod_panel), 2), SK_PASTE(SK_NAME(sk_bprod_panel), 3), SK_PASTE(SK_NAME(sk_bprod_panel), 4),
+    SK_PASTE(SK_NAME(sk_bprod_panel), 5), SK_PASTE(SK_NAME(sk_bprod_panel), 6), SK_PASTE(SK_NAME(sk_bprod_panel), 7), SK_PASTE(SK_NAME(sk_bprod_panel), 8),
+    SK_PASTE(SK_NAME(sk_bprod_panel), 9), SK_PASTE(SK_NAME(sk_bprod_panel), 10), SK_PASTE(SK_NAME(sk_bprod_panel), 11), SK_PASTE(SK_NAME(sk_bprod_panel), 12),
+};
+
+/* Work units u0 .. u1-1 (see sk_bprod_plan). scratch: sk_bprod_scratch_bytes, 64-byte aligned. */
+SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *restrict Av, SK_REAL *restrict X,
+                                       const SK_REAL *restrict E, const SK_REAL *restrict w, SK_REAL *restrict g,
+                                       int32_t u0, int32_t u1, void *scratch)
+{
+    SK_REAL *restrict pack = scratch;
+    SK_REAL *restrict sv = pack + sk_bprod_align((int64_t)P->max_rows * P->max_vectors * SK_VL, sizeof(SK_REAL));
+    SK_REAL *restrict uvec = sv + sk_bprod_align(P->max_entries, sizeof(SK_REAL));
+    int32_t current = -1;
+    for (int32_t t = u0; t < u1; t++) {
+        const int32_t b = P->unit_block[t];
+        const int32_t m = P->rows[b];
+        const int64_t n = P->cols[b];
+        const int32_t *restrict rowptr = P->rowptr + P->row_start[b] + b;
+        const int32_t *restrict rows = P->row_global + P->row_start[b];
+        const int64_t e0 = P->entry_start[b];
+        const int32_t *restrict col = P->entry_col + e0;
+        if (b != current) {
+            /* The block's entries of S = A[R, R], gathered once; u = S' w for the gradient. */
+            const int32_t *restrict val = P->entry_val + e0;
+            const int64_t ne = P->entry_start[b + 1] - e0;
+            for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
+            if (w != NULL) {
+                for (int32_t j = 0; j < m; j++) uvec[j] = 0;
+                for (int32_t q = 0; q < m; q++) {
+                    const SK_REAL wq = w[rows[q]];
+                    if (wq == 0) continue;
+                    for (int32_t e = rowptr[q]; e < rowptr[q + 1]; e++) uvec[col[e]] += sv[e] * wq;
+                }
+            }
+            current = b;
+        }
+        const int32_t c0 = P->unit_col[t], width = P->unit_width[t];
+        SK_REAL *restrict Xb = X + P->x_start[b];
+        SK_REAL *restrict gb = w != NULL ? g + P->g_start[b] : NULL;
+        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, rowptr, col, sv,
+                                                                  w != NULL ? uvec : NULL,
+                                                                  w != NULL ? gb + c0 : NULL, pack);
+        /* Additions into this panel: X(r, c .. c+len-1) += E(src ..), and their gradient term. */
+        for (int64_t a = P->unit_add[t]; a < P->unit_add[t + 1]; a++) {
+            const int32_t r = P->add_row[a], c = P->add_col[a], len = P->add_len[a];
+            const SK_REAL *restrict src = E + P->add_src[a];
+            SK_REAL *restrict dst = Xb + (int64_t)r * n + c;
+            for (int32_t i = 0; i < len; i++) dst[i] += src[i];
+            if (w != NULL) {
+                const SK_REAL wr = w[rows[r]];
+                if (wr != 0) {
+                    SK_REAL *restrict gd = gb + c;
+                    for (int32_t i = 0; i < len; i++) gd[i] += wr * src[i];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,479 @@
+import CSparseKernels
+
+/// Dense blocks multiplied in place by principal submatrices of one sparse matrix:
+///
+///     X_b ← A[R_b, R_b] · X_b + E_b        for every block b
+///
+/// X holds dense blocks one after another, block b an m_b × n_b row-major array (row stride
+/// n_b). A is a square sparse matrix whose pattern is fixed and whose values change from call to
+/// call; R_b lists m_b of its indices, so S_b = A[R_b, R_b] is an m_b × m_b sparse matrix (rows of
+/// X_b outside R_b do not exist: a row of X_b is the row of the index R_b[q]). E_b is a list of
+/// *additions*, X_b[r, c ..< c + count] += e, whose values the caller passes each call.
+///
+/// A weighted column sum of the new blocks can ride along in the same pass, so the blocks are
+/// read once and written once per call:
+///
+///     columnSums[columnSumStart_b + t] += Σ_q rowWeights[R_b[q]] · X_b[q, t]
+///
+/// The symbolic work runs once here: S_b's entries by rows (with each entry's position in A's
+/// value array, so nothing is gathered by the caller), the cut of every block into panels of
+/// columns that fit the L1 cache, and the split of those panels over threads. Each call
+/// (`execute`) then packs a panel of the old block, accumulates every new row of the panel in
+/// vector registers across the entries of its row of S_b, and stores it once. The kernels are C,
+/// written for AVX-512, AVX2 with FMA, and any processor (chosen when the plan is built).
+///
+/// Every output is computed by one thread in a fixed order, so results are bit-identical for
+/// any number of threads (they may differ between instruction sets, which round differently).
+///
+/// The plan is immutable and may be shared between threads; each concurrent caller needs its
+/// own `Workspace`.
+public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
+    /// One dense block of X.
+    public struct Block: Sendable, Equatable {
+        /// R_b: the indices of A whose rows and columns give S_b; X_b's row q belongs to rows[q].
+        public var rows: [Int32]
+        /// n_b: the length of X_b's rows.
+        public var columnCount: Int
+        /// Where X_b's column 0 lands in the column sums.
+        public var columnSumStart: Int
+
+        /// A block of `rows.count` rows and `columnCount` columns whose column sums start at
+        /// `columnSumStart`.
+        public init(rows: [Int32], columnCount: Int, columnSumStart: Int) {
+            self.rows = rows
+            self.columnCount = columnCount
+            self.columnSumStart = columnSumStart
+        }
+    }
+
+    /// One addition `X_b[row, column ..< column + count] += e`, where e is the next `count`
+    /// values of the additions array passed to `execute` (additions take their values in the
+    /// order they were given to the plan).
+    public struct Addition: Sendable, Equatable {
+        public var block: Int
+        public var row: Int
+        public var column: Int
+        public var count: Int
+
+        /// An addition to `count` values of row `row` of block `block`, from column `column`.
+        public init(block: Int, row: Int, column: Int, count: Int) {
+            self.block = block
+            self.row = row
+            self.column = column
+            self.count = count
+        }
+    }
+
+    /// The instruction sets the kernels are written for.
+    public enum Kernel: String, CaseIterable, Sendable {
+        /// Plain C with the compiler's generic vectors: any processor.
+        case generic
+        /// AVX2 with fused multiply-add (x86-64).
+        case avx2
+        /// AVX-512F (x86-64).
+        case avx512
+
+        /// The best this processor runs.
+        public static var best: Kernel { Kernel(level: sk_cpu_level()) }
+
+        /// Whether this processor runs the kernel.
+        public var isAvailable: Bool { level <= sk_cpu_level() }
+
+        init(level: Int32) {
+            switch level {
+            case Int32(SK_ISA_AVX512): self = .avx512
+            case Int32(SK_ISA_AVX2): self = .avx2
+            default: self = .generic
+            }
+        }
+
+        var level: Int32 {
+            switch self {
+            case .generic: return Int32(SK_ISA_GENERIC)
+            case .avx2: return Int32(SK_ISA_AVX2)
+            case .avx512: return Int32(SK_ISA_AVX512)
+            }
+        }
+    }
+
+    /// The size n of the square matrix A.
+    public let dimension: Int
+    /// Length of the value array of A passed to `execute`.
+    public let aValueCount: Int
+    /// Number of values of X (all blocks).
+    public let valueCount: Int
+    /// Number of values of the additions array.
+    public let additionValueCount: Int
+    /// Length of the column sums.
+    public let columnSumCount: Int
+    /// Multiply-adds of one call: Σ_b nnz(S_b) · n_b.
+    public let multiplyAdds: Int
+    /// Number of blocks.
+    public let blockCount: Int
+    /// Work units: panels of blocks, the pieces threads take.
+    public let panelCount: Int
+    /// The instruction set the plan runs on.
+    public let kernel: Kernel
+    /// Threads a call uses.
+    public let threadCount: Int
+    /// Memory the plan holds, in bytes.
+    public let bytes: Int
+
+    // Plan arrays, in two flat buffers (offsets into them below), handed to C as pointers.
+    private let int32Data: [Int32]
+    private let int64Data: [Int64]
+    private let offsets: Offsets
+    private let bounds: [Int32]
+    private let maxRows: Int32
+    private let maxVectors: Int32
+    private let maxEntries: Int64
+
+    private struct Offsets: Sendable {
+        // Int32 arrays
+        var rows = 0, rowGlobal = 0, rowPointers = 0, entryColumn = 0, entryValue = 0
+        var unitBlock = 0, unitColumn = 0, unitWidth = 0, addRow = 0, addColumn = 0, addCount = 0
+        // Int64 arrays
+        var columns = 0, valueStart = 0, sumStart = 0, rowStart = 0, entryStart = 0, unitAdd = 0, addSource = 0
+    }
+
+    /// Builds the plan.
+    ///
+    /// - Parameters:
+    ///   - a: the pattern of A (n × n).
+    ///   - aValueIndex: for every stored entry of `a` (in storage order), its position in the value
+    ///     array passed to `execute`; nil for the identity (values in `a`'s own order).
+    ///   - aValueCount: the length of that array (nil: `a.nonzeroCount`).
+    ///   - blocks: the blocks of X, stored one after another in this order.
+    ///   - additions: the additions, in the order they are applied and take their values.
+    ///   - columnSumCount: the length of the column sums (each block's columns must fit in it).
+    ///   - threads: threads for `execute`.
+    ///   - kernel: the instruction set (nil: the best this processor runs).
+    ///   - maximumPanelVectors: the widest panel in vectors (nil: as wide as the registers and the
+    ///     L1 cache allow); a tuning and testing knob, 1 to 12.
+    ///   - memoryBudget: the most bytes the plan may hold, checked before its arrays are allocated.
+    public init(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
+                additions: [Addition] = [], columnSumCount: Int, threads: Int = 1, kernel: Kernel? = nil,
+                maximumPanelVectors: Int? = nil, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
+        let n = a.rowCount
+        guard a.columnCount == n else {
+            throw SparseKernelsError.shapeMismatch("A must be square, not \(a.rowCount) × \(a.columnCount)")
+        }
+        guard threads >= 1, threads <= 1024 else {
+            throw SparseKernelsError.invalidArgument("threads must be between 1 and 1024, not \(threads)")
+        }
+        let valueCountOfA = aValueCount ?? a.nonzeroCount
+        if let aValueIndex {
+            guard aValueIndex.count == a.nonzeroCount else {
+                throw SparseKernelsError.shapeMismatch("aValueIndex needs one index per entry of A (\(a.nonzeroCount)), not \(aValueIndex.count)")
+            }
+            if let bad = aValueIndex.firstIndex(where: { $0 < 0 || Int($0) >= valueCountOfA }) {
+                throw SparseKernelsError.invalidArgument("the value index \(aValueIndex[bad]) of A's entry \(bad) is outside 0..<\(valueCountOfA)")
+            }
+        } else if valueCountOfA != a.nonzeroCount {
+            throw SparseKernelsError.shapeMismatch("without aValueIndex, A's values are its \(a.nonzeroCount) entries, not \(valueCountOfA)")
+        }
+        guard columnSumCount >= 0 else { throw SparseKernelsError.invalidArgument("columnSumCount must not be negative") }
+        if let maximumPanelVectors, !(1...12).contains(maximumPanelVectors) {
+            throw SparseKernelsError.invalidArgument("maximumPanelVectors must be 1 to 12, not \(maximumPanelVectors)")
+        }
+        let kernel = kernel ?? .best
+        guard kernel.isAvailable else {
+            throw SparseKernelsError.invalidArgument("this processor does not run the \(kernel.rawValue) kernels")
+        }
+        let single: Int32 = Scalar.self == Float.self ? 1 : 0
+        let lanes = Int(sk_bprod_lanes(kernel.level, single))
+
+        // Check the blocks; count values, rows and (through A's rows) entries before allocating.
+        var mark = [Int32](repeating: -1, count: n)
+        var totalValues = 0, totalRows = 0, totalEntries = 0, maxEntries = 0, maxRows = 0
+        let rowsOfA = a.transposedWithPositions()
+        var entriesOfBlock = [Int](repeating: 0, count: blocks.count)
+        for (b, block) in blocks.enumerated() {
+            guard block.columnCount >= 0, block.columnSumStart >= 0, block.columnSumStart + block.columnCount <= columnSumCount else {
+                throw SparseKernelsError.invalidArgument("block \(b)'s \(block.columnCount) columns from column sum \(block.columnSumStart) do not fit \(columnSumCount) column sums")
+            }
+            for (q, r) in block.rows.enumerated() {
+                guard r >= 0, Int(r) < n else {
+                    throw SparseKernelsError.invalidArgument("row \(q) of block \(b) is index \(r), outside A's 0..<\(n)")
+                }
+                guard mark[Int(r)] < 0 else {
+                    throw SparseKernelsError.invalidArgument("block \(b) lists index \(r) twice")
+                }
+                mark[Int(r)] = Int32(q)
+            }
+            var entries = 0
+            for r in block.rows {
+                for p in Int(rowsOfA.pattern.columnPointers[Int(r)])..<Int(rowsOfA.pattern.columnPointers[Int(r) + 1])
+                where mark[Int(rowsOfA.pattern.rowIndices[p])] >= 0 {
+                    entries += 1
+                }
+            }
+            for r in block.rows { mark[Int(r)] = -1 }
+            guard let values = multipliedOrNil(block.rows.count, block.columnCount) else {
+                throw SparseKernelsError.indexOverflow("block \(b) (\(block.rows.count) × \(block.columnCount)) is too large")
+            }
+            _ = try checkedInt32(entries, "the entries of block \(b)'s submatrix")
+            _ = try checkedInt32(block.columnCount, "the columns of block \(b)")
+            entriesOfBlock[b] = entries
+            totalValues += values
+            totalRows += block.rows.count
+            totalEntries += entries
+            maxEntries = max(maxEntries, entries)
+            maxRows = max(maxRows, block.rows.count)
+        }
+        for (t, addition) in additions.enumerated() {
+            guard addition.block >= 0, addition.block < blocks.count else {
+                throw SparseKernelsError.invalidArgument("addition \(t) is to block \(addition.block), but there are \(blocks.count) blocks")
+            }
+            let block = blocks[addition.block]
+            guard addition.row >= 0, addition.row < block.rows.count, addition.column >= 0, addition.count >= 0,
+                  addition.column + addition.count <= block.columnCount else {
+                throw SparseKernelsError.invalidArgument("addition \(t) (row \(addition.row), columns \(addition.column)..<\(addition.column + addition.count)) does not fit block \(addition.block) (\(block.rows.count) × \(block.columnCount))")
+            }
+        }
+
+        // Panels: each block's columns cut into nearly equal panels no wider than the kernel's.
+        var panelsOfBlock = [[(column: Int, width: Int)]]()
+        var widestPanel = 1
+        for block in blocks {
+            var panels: [(column: Int, width: Int)] = []
+            if block.columnCount > 0 && !block.rows.isEmpty {
+                let most = maximumPanelVectors ?? Int(sk_bprod_max_vectors(kernel.level, single, Int32(block.rows.count)))
+                let vectors = (block.columnCount + lanes - 1) / lanes
+                let count = (vectors + most - 1) / most
+                let per = (vectors + count - 1) / count
+                var column = 0
+                while column < block.columnCount {
+                    let width = min(per * lanes, block.columnCount - column)
+                    panels.append((column, width))
+                    column += width
+                }
+                widestPanel = max(widestPanel, per)
+            }
+            panelsOfBlock.append(panels)
+        }
+        let units = panelsOfBlock.reduce(0) { $0 + $1.count }
+        // Additions cut at panel edges.
+        var pieces = 0
+        for addition in additions where addition.count > 0 {
+            for panel in panelsOfBlock[addition.block]
+            where panel.column < addition.column + addition.count && addition.column < panel.column + panel.width {
+                pieces += 1
+            }
+        }
+        let int32Count = blocks.count + totalRows + (totalRows + blocks.count) + 2 * totalEntries + 3 * units + 3 * pieces
+        let int64Count = 4 * blocks.count + 2 * (blocks.count + 1) + (units + 1) + pieces
+        let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1)
+        guard needed <= memoryBudget else {
+            throw SparseKernelsError.memoryBudgetExceeded(what: "a block product plan (\(blocks.count) blocks, \(totalEntries) submatrix entries)",
+                                                          neededBytes: needed, budgetBytes: memoryBudget)
+        }
+
+        // Fill.
+        var o = Offsets()
+        var i32 = [Int32](), i64 = [Int64]()
+        i32.reserveCapacity(int32Count)
+        i64.reserveCapacity(int64Count)
+        o.rows = i32.count; i32 += blocks.map { Int32($0.rows.count) }
+        o.rowGlobal = i32.count; for block in blocks { i32 += block.rows }
+        o.columns = i64.count; i64 += blocks.map { Int64($0.columnCount) }
+        o.valueStart = i64.count
+        var start = 0
+        for block in blocks { i64.append(Int64(start)); start += block.rows.count * block.columnCount }
+        o.sumStart = i64.count; i64 += blocks.map { Int64($0.columnSumStart) }
+        o.rowStart = i64.count
+        var rowStart = 0
+        for block in blocks { i64.append(Int64(rowStart)); rowStart += block.rows.count }
+        i64.append(Int64(rowStart))
+        o.entryStart = i64.count
+        var entryStart = 0
+        for b in blocks.indices { i64.append(Int64(entryStart)); entryStart += entriesOfBlock[b] }
+        i64.append(Int64(entryStart))
+        // S_b by rows: local column and A value position of each entry.
+        var entryColumn = [Int32](), entryValue = [Int32](), rowPointers = [Int32]()
+        entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
+        rowPointers.reserveCapacity(totalRows + blocks.count)
+        var multiplyAdds = 0
+        for block in blocks {
+            for (q, r) in block.rows.enumerated() { mark[Int(r)] = Int32(q) }
+            var local: Int32 = 0
+            rowPointers.append(0)
+            for r in block.rows {
+                for p in Int(rowsOfA.pattern.columnPointers[Int(r)])..<Int(rowsOfA.pattern.columnPointers[Int(r) + 1]) {
+                    let j = mark[Int(rowsOfA.pattern.rowIndices[p])]
+                    if j < 0 { continue }
+                    let position = Int(rowsOfA.position[p])
+                    entryColumn.append(j)
+                    entryValue.append(aValueIndex.map { $0[position] } ?? Int32(position))
+                    local += 1
+                }
+                rowPointers.append(local)
+            }
+            multiplyAdds += Int(local) * block.columnCount
+            for r in block.rows { mark[Int(r)] = -1 }
+        }
+        o.rowPointers = i32.count; i32 += rowPointers
+        o.entryColumn = i32.count; i32 += entryColumn
+        o.entryValue = i32.count; i32 += entryValue
+        // Units, and the additions cut into them (in order within each unit).
+        var unitOfBlock = [Int](repeating: 0, count: blocks.count + 1)
+        for b in blocks.indices { unitOfBlock[b + 1] = unitOfBlock[b] + panelsOfBlock[b].count }
+        var piecesOfUnit = [[(row: Int32, column: Int32, count: Int32, source: Int64)]](repeating: [], count: units)
+        var source = 0
+        for addition in additions {
+            for (u, panel) in panelsOfBlock[addition.block].enumerated() {
+                let lower = max(panel.column, addition.column)
+                let upper = min(panel.column + panel.width, addition.column + addition.count)
+                if lower < upper {
+                    piecesOfUnit[unitOfBlock[addition.block] + u].append(
+                        (Int32(addition.row), Int32(lower), Int32(upper - lower), Int64(source + lower - addition.column)))
+                }
+            }
+            source += addition.count
+        }
+        o.unitBlock = i32.count
+        for (b, panels) in panelsOfBlock.enumerated() { i32 += [Int32](repeating: Int32(b), count: panels.count) }
+        o.unitColumn = i32.count; for panels in panelsOfBlock { i32 += panels.map { Int32($0.column) } }
+        o.unitWidth = i32.count; for panels in panelsOfBlock { i32 += panels.map { Int32($0.width) } }
+        o.unitAdd = i64.count
+        var added: Int64 = 0
+        i64.append(0)
+        for list in piecesOfUnit { added += Int64(list.count); i64.append(added) }
+        o.addRow = i32.count; for list in piecesOfUnit { i32 += list.map { $0.row } }
+        o.addColumn = i32.count; for list in piecesOfUnit { i32 += list.map { $0.column } }
+        o.addCount = i32.count; for list in piecesOfUnit { i32 += list.map { $0.count } }
+        o.addSource = i64.count; for list in piecesOfUnit { i64 += list.map { $0.source } }
+
+        // Threads take contiguous runs of units of about equal work.
+        var costs = [Int]()
+        costs.reserveCapacity(units)
+        for (b, panels) in panelsOfBlock.enumerated() {
+            let m = blocks[b].rows.count
+            for panel in panels { costs.append((entriesOfBlock[b] + 2 * m) * ((panel.width + lanes - 1) / lanes) + entriesOfBlock[b]) }
+        }
+
+        self.dimension = n
+        self.aValueCount = valueCountOfA
+        self.valueCount = totalValues
+        self.additionValueCount = source
+        self.columnSumCount = columnSumCount
+        self.multiplyAdds = multiplyAdds
+        self.blockCount = blocks.count
+        self.panelCount = units
+        self.kernel = kernel
+        self.threadCount = threads
+        self.int32Data = i32
+        self.int64Data = i64
+        self.offsets = o
+        self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
+        self.maxRows = Int32(maxRows)
+        self.maxVectors = Int32(widestPanel)
+        self.maxEntries = Int64(maxEntries)
+        self.bytes = needed
+    }
+
+    /// Scratch and threads for one caller of `execute`, built once and reused every call. A
+    /// workspace serves one call at a time: give each thread or task that executes the plan
+    /// concurrently its own.
+    public final class Workspace {
+        let owner: ObjectIdentifier
+        let scratch: UnsafeMutableRawPointer
+        let stride: Int
+        let pool: WorkerPool?
+        /// Bytes of scratch the workspace holds.
+        public let bytes: Int
+
+        fileprivate init(plan: BlockProductPlan) throws {
+            owner = ObjectIdentifier(plan)
+            stride = plan.withRawPlan { raw in
+                (Int(sk_bprod_scratch_bytes(raw, plan.kernel.level, Scalar.self == Float.self ? 1 : 0)) + 63) / 64 * 64
+            }
+            bytes = max(stride, 64) * plan.threadCount
+            scratch = .allocate(byteCount: bytes, alignment: 64)
+            pool = plan.threadCount > 1 ? try WorkerPool(threads: plan.threadCount) : nil
+        }
+
+        deinit { scratch.deallocate() }
+    }
+
+    /// A new workspace for this plan.
+    public func makeWorkspace() throws -> Workspace { try Workspace(plan: self) }
+
+    /// One call: every block becomes S_b · X_b plus its additions, in place; with `rowWeights`
+    /// (length `dimension`), `columnSums` (length `columnSumCount`) gains the weighted column
+    /// sums of the new blocks. Allocates nothing.
+    ///
+    /// - Parameters:
+    ///   - a: A's values (`aValueCount` of them; the plan reads them through its value index).
+    ///   - x: the blocks' values, overwritten.
+    ///   - additions: `additionValueCount` values (an empty buffer when there are none).
+    ///   - rowWeights, columnSums: both or neither.
+    ///   - workspace: one of this plan's workspaces, used by one call at a time.
+    public func execute(a: UnsafeBufferPointer<Scalar>, x: UnsafeMutableBufferPointer<Scalar>,
+                        additions: UnsafeBufferPointer<Scalar>, rowWeights: UnsafeBufferPointer<Scalar>? = nil,
+                        columnSums: UnsafeMutableBufferPointer<Scalar>? = nil, workspace: Workspace) throws {
+        guard a.count == aValueCount, x.count == valueCount, additions.count == additionValueCount else {
+            throw SparseKernelsError.shapeMismatch(
+                "the plan needs \(aValueCount) values of A, \(valueCount) of X and \(additionValueCount) additions, not \(a.count), \(x.count) and \(additions.count)")
+        }
+        guard (rowWeights == nil) == (columnSums == nil) else {
+            throw SparseKernelsError.invalidArgument("rowWeights and columnSums go together: pass both or neither")
+        }
+        if let rowWeights, let columnSums, rowWeights.count != dimension || columnSums.count != columnSumCount {
+            throw SparseKernelsError.shapeMismatch(
+                "the column sums need \(dimension) row weights and \(columnSumCount) sums, not \(rowWeights.count) and \(columnSums.count)")
+        }
+        guard workspace.owner == ObjectIdentifier(self) else {
+            throw SparseKernelsError.invalidArgument("the workspace was made by another plan")
+        }
+        guard panelCount > 0 else { return }
+        withRawPlan { raw in
+            bounds.withUnsafeBufferPointer { bounds in
+                var call = sk_bprod_call(
+                    plan: raw, level: kernel.level, single: Scalar.self == Float.self ? 1 : 0,
+                    Av: a.baseAddress, X: x.baseAddress, E: additions.baseAddress,
+                    w: rowWeights?.baseAddress, g: columnSums?.baseAddress, bounds: bounds.baseAddress,
+                    scratch: workspace.scratch, scratch_stride: workspace.stride)
+                sk_bprod_execute(workspace.pool?.raw, &call)
+            }
+        }
+    }
+
+    /// The plan's arrays as the C struct (valid inside `body` only).
+    private func withRawPlan<R>(_ body: (UnsafePointer<sk_bprod_plan>) throws -> R) rethrows -> R {
+        try withNonNullPointer(int32Data) { i32 in
+            try withNonNullPointer(int64Data) { i64 in
+                let o = offsets
+                var raw = sk_bprod_plan(
+                    nblocks: Int32(blockCount), rows: i32 + o.rows, cols: i64 + o.columns, x_start: i64 + o.valueStart,
+                    g_start: i64 + o.sumStart, row_start: i64 + o.rowStart, row_global: i32 + o.rowGlobal,
+                    rowptr: i32 + o.rowPointers, entry_start: i64 + o.entryStart, entry_col: i32 + o.entryColumn,
+                    entry_val: i32 + o.entryValue, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
+                    unit_col: i32 + o.unitColumn, unit_width: i32 + o.unitWidth, unit_add: i64 + o.unitAdd,
+                    add_row: i32 + o.addRow, add_col: i32 + o.addColumn, add_len: i32 + o.addCount,
+                    add_src: i64 + o.addSource, max_rows: maxRows, max_vectors: maxVectors, max_entries: maxEntries)
+                return try withUnsafePointer(to: &raw) { try body($0) }
+            }
+        }
+    }
+}
+
+extension SparsityPattern {
+    /// The transpose, with the position in this pattern of each of its entries.
+    func transposedWithPositions() -> (pattern: SparsityPattern, position: [Int32]) {
+        var counts = [Int32](repeating: 0, count: rowCount + 1)
+        for r in rowIndices { counts[Int(r) + 1] += 1 }
+        for i in 0..<rowCount { counts[i + 1] += counts[i] }
+        var next = counts
+        var rows = [Int32](repeating: 0, count: nonzeroCount), position = [Int32](repeating: 0, count: nonzeroCount)
+        for j in 0..<columnCount {
+            for p in Int(columnPointers[j])..<Int(columnPointers[j + 1]) {
+                let r = Int(rowIndices[p]), t = Int(next[r])
+                rows[t] = Int32(j)
+                position[t] = Int32(p)
+                next[r] += 1
+            }
+        }
+        return (try! SparsityPattern(rowCount: columnCount, columnCount: rowCount, columnPointers: counts, rowIndices: rows), position)
+    }
+}

@@ -1,0 +1,247 @@
+import SparseKernels
+import XCTest
+
+/// `BlockProductPlan` (X_b ← A[R_b, R_b]·X_b + additions, with weighted column sums) checked
+/// against plain dense arithmetic written here, on every instruction set this processor runs and
+/// every panel width, on awkward shapes.
+final class BlockProductPlanTests: XCTestCase {
+    /// A problem: A's pattern and values (through a value index), the blocks, the additions.
+    private struct Problem {
+        var a: SparsityPattern
+        var valueIndex: [Int32]
+        var aValues: [Double]
+        var blocks: [BlockProductPlan<Double>.Block]
+        var additions: [BlockProductPlan<Double>.Addition]
+        var columnSumCount: Int
+    }
+
+    /// A random problem of `n` indices: blocks of random subsets (some empty, some 1×1, some
+    /// with no entries), additions that overlap each other and cross panel edges.
+    private func problem(seed: UInt64, n: Int, density: Double, blockShapes: [(rows: Int, columns: Int)],
+                         additionsPerBlock: Int = 4) -> Problem {
+        var random = RandomSparse(seed: seed)
+        let a = random.pattern(n, n, density: density)
+        // Values live in a longer array, in another order.
+        let valueCount = a.nonzeroCount + 3
+        var order = Array(0..<valueCount).shuffled(using: &random.generator)
+        order.removeLast(3)
+        let valueIndex = order.map { Int32($0) }
+        let aValues: [Double] = random.values(valueCount)
+        var blocks: [BlockProductPlan<Double>.Block] = []
+        var sumStart = 0
+        for shape in blockShapes {
+            let rows = Array(0..<n).shuffled(using: &random.generator).prefix(shape.rows).map { Int32($0) }
+            blocks.append(.init(rows: rows, columnCount: shape.columns, columnSumStart: sumStart))
+            sumStart += shape.columns
+        }
+        var additions: [BlockProductPlan<Double>.Addition] = []
+        for (b, shape) in blockShapes.enumerated() where shape.rows > 0 && shape.columns > 0 {
+            for _ in 0..<additionsPerBlock {
+                let column = Int.random(in: 0..<shape.columns, using: &random.generator)
+                let count = Int.random(in: 0...(shape.columns - column), using: &random.generator)
+                additions.append(.init(block: b, row: Int.random(in: 0..<shape.rows, using: &random.generator), column: column, count: count))
+            }
+        }
+        // Overlapping additions: the same span twice.
+        if let first = additions.first { additions.append(first) }
+        return Problem(a: a, valueIndex: valueIndex, aValues: aValues, blocks: blocks, additions: additions,
+                       columnSumCount: sumStart + 2)
+    }
+
+    /// The plain reference: dense S_b, row by row.
+    private func reference(_ p: Problem, x: [Double], additions e: [Double], weights w: [Double]?,
+                           sums: [Double]) -> (x: [Double], sums: [Double]) {
+        let n = p.a.rowCount
+        var dense = [Double](repeating: 0, count: n * n) // A(i, j) at i * n + j
+        for j in 0..<n {
+            for q in Int(p.a.columnPointers[j])..<Int(p.a.columnPointers[j + 1]) {
+                dense[Int(p.a.rowIndices[q]) * n + j] = p.aValues[Int(p.valueIndex[q])]
+            }
+        }
+        var out = x, sums = sums
+        var start = 0
+        var starts: [Int] = []
+        for block in p.blocks {
+            starts.append(start)
+            let m = block.rows.count, c = block.columnCount
+            for q in 0..<m {
+                for t in 0..<c {
+                    var s = 0.0
+                    for j in 0..<m { s += dense[Int(block.rows[q]) * n + Int(block.rows[j])] * x[start + j * c + t] }
+                    out[start + q * c + t] = s
+                }
+            }
+            start += m * c
+        }
+        var source = 0
+        for addition in p.additions {
+            let c = p.blocks[addition.block].columnCount
+            for t in 0..<addition.count { out[starts[addition.block] + addition.row * c + addition.column + t] += e[source + t] }
+            source += addition.count
+        }
+        if let w {
+            for (b, block) in p.blocks.enumerated() {
+                for q in 0..<block.rows.count {
+                    for t in 0..<block.columnCount {
+                        sums[block.columnSumStart + t] += w[Int(block.rows[q])] * out[starts[b] + q * block.columnCount + t]
+                    }
+                }
+            }
+        }
+        return (out, sums)
+    }
+
+    /// Runs the plan on the problem and compares with the reference; returns the results.
+    @discardableResult
+    private func check<S: SparseScalar>(_ p: Problem, as _: S.Type, kernel: BlockProductPlan<S>.Kernel, panelVectors: Int?,
+                                        threads: Int, withSums: Bool, seed: UInt64, tolerance: Double,
+                                        file: StaticString = #filePath, line: UInt = #line) throws -> (x: [S], sums: [S]) {
+        let blocks = p.blocks.map { BlockProductPlan<S>.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart) }
+        let additions = p.additions.map { BlockProductPlan<S>.Addition(block: $0.block, row: $0.row, column: $0.column, count: $0.count) }
+        let plan = try BlockProductPlan<S>(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
+                                           additions: additions, columnSumCount: p.columnSumCount, threads: threads,
+                                           kernel: kernel, maximumPanelVectors: panelVectors)
+        var random = RandomSparse(seed: seed)
+        var x: [S] = random.values(plan.valueCount)
+        let e: [S] = random.values(plan.additionValueCount)
+        let w: [S] = random.values(p.a.rowCount)
+        var sums: [S] = random.values(p.columnSumCount)
+        let expected = reference(p, x: x.map { Double($0) }, additions: e.map { Double($0) }, weights: withSums ? w.map { Double($0) } : nil,
+                                 sums: sums.map { Double($0) })
+        let aValues = p.aValues.map { S($0) }
+        let workspace = try plan.makeWorkspace()
+        try aValues.withUnsafeBufferPointer { av in
+            try x.withUnsafeMutableBufferPointer { xv in
+                try e.withUnsafeBufferPointer { ev in
+                    try w.withUnsafeBufferPointer { wv in
+                        try sums.withUnsafeMutableBufferPointer { sv in
+                            try plan.execute(a: av, x: xv, additions: ev, rowWeights: withSums ? wv : nil,
+                                             columnSums: withSums ? sv : nil, workspace: workspace)
+                        }
+                    }
+                }
+            }
+        }
+        XCTAssertClose(x.map { Double($0) }, expected.x, relative: tolerance,
+                       "values, \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads", file: file, line: line)
+        XCTAssertClose(sums.map { Double($0) }, expected.sums, relative: tolerance,
+                       "column sums, \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors", file: file, line: line)
+        return (x, sums)
+    }
+
+    private let shapes: [(rows: Int, columns: Int)] = [
+        (7, 93), (0, 5), (3, 0), (1, 1), (12, 31), (20, 200), (2, 3), (16, 64), (5, 17), (9, 1),
+    ]
+
+    func testEveryKernelAndPanelWidthMatchesTheReference() throws {
+        let p = problem(seed: 1, n: 24, density: 0.3, blockShapes: shapes)
+        for kernel in BlockProductPlan<Double>.Kernel.allCases where kernel.isAvailable {
+            for vectors in [nil] + (1...12).map({ Optional($0) }) {
+                try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 2, tolerance: 1e-13)
+                try check(p, as: Float.self, kernel: .init(rawValue: kernel.rawValue)!, panelVectors: vectors, threads: 1,
+                          withSums: true, seed: 2, tolerance: 2e-5)
+            }
+            try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: false, seed: 3, tolerance: 1e-13)
+        }
+    }
+
+    func testDenseAndEmptySubmatrices() throws {
+        // A dense (every S_b dense), and A empty (every new block is its additions alone).
+        for density in [1.0, 0.0] {
+            let p = problem(seed: 4, n: 30, density: density, blockShapes: [(30, 50), (10, 9), (1, 40)])
+            for kernel in BlockProductPlan<Double>.Kernel.allCases where kernel.isAvailable {
+                try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: true, seed: 5, tolerance: 1e-13)
+            }
+        }
+    }
+
+    func testResultsAreBitIdenticalForAnyThreadCount() throws {
+        let p = problem(seed: 6, n: 40, density: 0.2, blockShapes: [(40, 300), (12, 77), (30, 129), (1, 5)])
+        for kernel in BlockProductPlan<Double>.Kernel.allCases where kernel.isAvailable {
+            let one = try check(p, as: Double.self, kernel: kernel, panelVectors: 3, threads: 1, withSums: true, seed: 7, tolerance: 1e-13)
+            for threads in [2, 3, 5] {
+                let many = try check(p, as: Double.self, kernel: kernel, panelVectors: 3, threads: threads, withSums: true, seed: 7,
+                                     tolerance: 1e-13)
+                XCTAssertEqual(one.x, many.x, "\(kernel), \(threads) threads")
+                XCTAssertEqual(one.sums, many.sums, "\(kernel), \(threads) threads")
+            }
+        }
+    }
+
+    func testCountsAndSizes() throws {
+        // A 3×3 with a known pattern: S for rows [2, 0] is A[[2,0],[2,0]].
+        let a = try SparsityPattern(rowCount: 3, columnCount: 3,
+                                    entries: [(row: 0, column: 0), (row: 2, column: 0), (row: 1, column: 1), (row: 0, column: 2), (row: 2, column: 2)])
+        let plan = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [2, 0], columnCount: 5, columnSumStart: 0),
+                                                               .init(rows: [1], columnCount: 2, columnSumStart: 5)],
+                                                additions: [.init(block: 0, row: 1, column: 2, count: 3)], columnSumCount: 7)
+        XCTAssertEqual(plan.multiplyAdds, 4 * 5 + 1 * 2)
+        XCTAssertEqual(plan.valueCount, 2 * 5 + 1 * 2)
+        XCTAssertEqual(plan.additionValueCount, 3)
+        XCTAssertEqual(plan.blockCount, 2)
+        // A 2 × 2 block worked by hand: A = [[1, 0, 2], [0, 3, 0], [4, 0, 5]] (values in storage order).
+        let values: [Double] = [1, 4, 3, 2, 5]
+        var x: [Double] = [1, 2, 3, 4, 5, /* row of index 0: */ 10, 20, 30, 40, 50, /* block 1: */ 7, 8]
+        let e: [Double] = [100, 200, 300]
+        let w: [Double] = [1, 2, 3]
+        var sums = [Double](repeating: 0, count: 7)
+        try values.withUnsafeBufferPointer { av in try x.withUnsafeMutableBufferPointer { xv in try e.withUnsafeBufferPointer { ev in
+            try w.withUnsafeBufferPointer { wv in try sums.withUnsafeMutableBufferPointer { sv in
+                try plan.execute(a: av, x: xv, additions: ev, rowWeights: wv, columnSums: sv, workspace: plan.makeWorkspace())
+            } }
+        } } }
+        // Row of index 2: 5·x2 + 4·x0; row of index 0: 2·x2 + 1·x0, plus the addition.
+        let old2: [Double] = [1, 2, 3, 4, 5], old0: [Double] = [10, 20, 30, 40, 50]
+        let row2: [Double] = (0..<5).map { (t: Int) -> Double in 5 * old2[t] + 4 * old0[t] }
+        var row0: [Double] = (0..<5).map { (t: Int) -> Double in 2 * old2[t] + 1 * old0[t] }
+        row0[2] += 100; row0[3] += 200; row0[4] += 300
+        XCTAssertEqual(Array(x[0..<5]), row2)
+        XCTAssertEqual(Array(x[5..<10]), row0)
+        XCTAssertEqual(Array(x[10..<12]), [21, 24])
+        let expectedSums: [Double] = (0..<5).map { (t: Int) -> Double in 3 * row2[t] + 1 * row0[t] }
+        XCTAssertEqual(Array(sums[0..<5]), expectedSums)
+        XCTAssertEqual(Array(sums[5..<7]), [2 * 21, 2 * 24])
+    }
+
+    func testBadInputsAreRefusedWithAReason() throws {
+        let a = try SparsityPattern(rowCount: 3, columnCount: 3, entries: [(row: 0, column: 0), (row: 1, column: 2)])
+        func refuses(_ build: () throws -> Void, _ fragment: String, line: UInt = #line) {
+            XCTAssertThrowsError(try build(), line: line) { error in
+                XCTAssertTrue("\(error)".contains(fragment), "\(error)", line: line)
+            }
+        }
+        let rect = try SparsityPattern(rowCount: 3, columnCount: 2, entries: [])
+        refuses({ _ = try BlockProductPlan<Double>(a: rect, blocks: [], columnSumCount: 0) }, "square")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 3], columnCount: 1, columnSumStart: 0)], columnSumCount: 1) },
+                "outside")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [1, 1], columnCount: 1, columnSumStart: 0)], columnSumCount: 1) },
+                "twice")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [1], columnCount: 4, columnSumStart: 0)], columnSumCount: 3) },
+                "do not fit")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [1], columnCount: 4, columnSumStart: 0)],
+                                                   additions: [.init(block: 0, row: 0, column: 2, count: 3)], columnSumCount: 4) },
+                "does not fit")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [], additions: [.init(block: 1, row: 0, column: 0, count: 1)], columnSumCount: 0) },
+                "blocks")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, aValueIndex: [0, 5], aValueCount: 3, blocks: [], columnSumCount: 0) }, "outside")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [], columnSumCount: 0, maximumPanelVectors: 13) }, "1 to 12")
+        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 1, 2], columnCount: 1000, columnSumStart: 0)],
+                                                   columnSumCount: 1000, memoryBudget: 10) }, "budget")
+        let plan = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)
+        let other = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)
+        let values = [Double](repeating: 1, count: 2)
+        var x = [Double](repeating: 1, count: 6)
+        var sums = [Double](repeating: 0, count: 3)
+        try values.withUnsafeBufferPointer { av in
+            try x.withUnsafeMutableBufferPointer { xv in
+                refuses({ try plan.execute(a: av, x: UnsafeMutableBufferPointer(rebasing: xv[0..<5]), additions: .init(start: nil, count: 0),
+                                           workspace: plan.makeWorkspace()) }, "6 of X")
+                refuses({ try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), workspace: other.makeWorkspace()) }, "another plan")
+                try sums.withUnsafeMutableBufferPointer { sv in
+                    refuses({ try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), rowWeights: nil, columnSums: sv,
+                                               workspace: plan.makeWorkspace()) }, "both or neither")
+                }
+            }
+        }
+    }
+}
