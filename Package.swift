@@ -37,7 +37,7 @@ let package = Package(
         ),
         .target(
             name: "RTRL",
-            dependencies: ["SparseKernels", "CSparseKernels"]
+            dependencies: ["SparseKernels"]
         ),
         .executableTarget(
             name: "RTRLCommand",

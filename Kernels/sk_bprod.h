@@ -21,6 +21,14 @@ static inline int64_t sk_bprod_align(int64_t count, size_t size)
     return (count + per_line - 1) / per_line * per_line;
 }
 
+/* The panel after the current one, for prefetching: rows of `bytes` bytes, `stride` values apart. */
+typedef struct {
+    const void *x;
+    int64_t stride;
+    int32_t rows;
+    int32_t bytes;
+} sk_bprod_next;
+
 #define SK_BPROD_UNITS(NAME, REAL)                                                               \
     void NAME(const sk_bprod_plan *P, const REAL *restrict Av, REAL *restrict X, const REAL *restrict E, \
               const REAL *restrict w, REAL *restrict g, int32_t u0, int32_t u1, void *scratch);

@@ -43,7 +43,7 @@
 
 typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, const int32_t *restrict,
                                            const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
-                                           SK_REAL *restrict, SK_REAL *restrict);
+                                           SK_REAL *restrict, SK_REAL *restrict, const sk_bprod_next *);
 
 static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VECTORS] = {
     SK_PASTE(SK_NAME(sk_bprod_panel), 1), SK_PASTE(SK_NAME(sk_bprod_panel), 2), SK_PASTE(SK_NAME(sk_bprod_panel), 3), SK_PASTE(SK_NAME(sk_bprod_panel), 4),
@@ -59,6 +59,7 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
     SK_REAL *restrict pack = scratch;
     SK_REAL *restrict sv = pack + sk_bprod_align((int64_t)P->max_rows * P->max_vectors * SK_VL, sizeof(SK_REAL));
     SK_REAL *restrict uvec = sv + sk_bprod_align(P->max_entries, sizeof(SK_REAL));
+    SK_REAL *restrict wr = uvec + sk_bprod_align(P->max_rows, sizeof(SK_REAL));
     int32_t current = -1;
     for (int32_t t = u0; t < u1; t++) {
         const int32_t b = P->unit_block[t];
@@ -67,40 +68,53 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         const int32_t *restrict rowptr = P->rowptr + P->row_start[b] + b;
         const int32_t *restrict rows = P->row_global + P->row_start[b];
         const int64_t e0 = P->entry_start[b];
-        const int32_t *restrict col = P->entry_col + e0;
         if (b != current) {
-            /* The block's entries of S = A[R, R], gathered once; u = S' w for the gradient. */
+            /* The block's entries of S = A[R, R], gathered once for its panels; with weights,
+             * column by column, forming u = S' w(R) on the way. */
             const int32_t *restrict val = P->entry_val + e0;
-            const int64_t ne = P->entry_start[b + 1] - e0;
-            for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
             if (w != NULL) {
-                for (int32_t j = 0; j < m; j++) uvec[j] = 0;
-                for (int32_t q = 0; q < m; q++) {
-                    const SK_REAL wq = w[rows[q]];
-                    if (wq == 0) continue;
-                    for (int32_t e = rowptr[q]; e < rowptr[q + 1]; e++) uvec[col[e]] += sv[e] * wq;
+                for (int32_t q = 0; q < m; q++) wr[q] = w[rows[q]];
+                const int32_t *restrict colptr = P->colptr + P->row_start[b] + b;
+                const int32_t *restrict cpos = P->col_entry + e0, *restrict crow = P->col_row + e0;
+                for (int32_t j = 0; j < m; j++) {
+                    SK_REAL uj = 0;
+                    for (int32_t c = colptr[j]; c < colptr[j + 1]; c++) {
+                        const int32_t e = cpos[c];
+                        const SK_REAL v = Av[val[e]];
+                        sv[e] = v;
+                        uj += v * wr[crow[c]];
+                    }
+                    uvec[j] = uj;
                 }
+            } else {
+                const int64_t ne = P->entry_start[b + 1] - e0;
+                for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
             }
             current = b;
         }
         const int32_t c0 = P->unit_col[t], width = P->unit_width[t];
         SK_REAL *restrict Xb = X + P->x_start[b];
         SK_REAL *restrict gb = w != NULL ? g + P->g_start[b] : NULL;
-        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, rowptr, col, sv,
-                                                                  w != NULL ? uvec : NULL,
-                                                                  w != NULL ? gb + c0 : NULL, pack);
+        sk_bprod_next next = { NULL, 0, 0, 0 };
+        if (t + 1 < u1) {
+            const int32_t nb = P->unit_block[t + 1];
+            next.x = X + P->x_start[nb] + P->unit_col[t + 1];
+            next.stride = P->cols[nb] * (int64_t)sizeof(SK_REAL);
+            next.rows = P->rows[nb];
+            next.bytes = P->unit_width[t + 1] * (int32_t)sizeof(SK_REAL);
+        }
+        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, rowptr, P->entry_col + e0,
+                                                                  sv, w != NULL ? uvec : NULL,
+                                                                  w != NULL ? gb + c0 : NULL, pack, &next);
         /* Additions into this panel: X(r, c .. c+len-1) += E(src ..), and their gradient term. */
         for (int64_t a = P->unit_add[t]; a < P->unit_add[t + 1]; a++) {
             const int32_t r = P->add_row[a], c = P->add_col[a], len = P->add_len[a];
             const SK_REAL *restrict src = E + P->add_src[a];
             SK_REAL *restrict dst = Xb + (int64_t)r * n + c;
             for (int32_t i = 0; i < len; i++) dst[i] += src[i];
-            if (w != NULL) {
-                const SK_REAL wr = w[rows[r]];
-                if (wr != 0) {
-                    SK_REAL *restrict gd = gb + c;
-                    for (int32_t i = 0; i < len; i++) gd[i] += wr * src[i];
-                }
+            if (w != NULL && wr[r] != 0) {
+                SK_REAL *restrict gd = gb + c;
+                for (int32_t i = 0; i < len; i++) gd[i] += wr[r] * src[i];
             }
         }
     }

@@ -10,14 +10,17 @@
  *
  *     X(:, panel) <- S * X(:, panel)        S: m x m sparse, by rows (rowptr, col, sv)
  *
- * 1. The old panel is copied into `pack` (rows SK_NV*SK_VL scalars apart, 64-byte aligned):
- *    small enough to stay in the L1 cache while every output row reads it. With `u`, the copy
- *    also accumulates u' * X_old(:, panel) into gout (the caller passes u = S' w, so this adds
- *    w' * S * X_old, the gradient term of the new rows, without another pass).
+ * 1. The old panel is copied into `pack` (rows SK_NV*SK_VL scalars apart, 64-byte aligned),
+ *    which stays in the L1 or L2 cache while every output row reads it. With `u`, the copy also
+ *    accumulates u' * X_old(:, panel) into gout (the caller passes u = S' w, so this adds
+ *    w' * S * X_old, the weighted column sums of the new rows, without another pass).
  * 2. Each output row q is accumulated in SK_NV vector registers over the entries of row q of S
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
  *    Up to SK_DUAL_MAX vectors, two sets of accumulators take alternate entries, so that the
  *    multiply-add latency is hidden when there are few vectors per row; they are added at the end.
+ *
+ * 3. While the rows are computed, the next panel's rows are prefetched (`next`: its first value,
+ *    row stride, rows and bytes per row), so that its packing does not wait on memory.
  *
  * The sum for each output is taken in a fixed order (entries of row q in storage order, even and
  * odd positions apart when dual), so results do not depend on how panels go to threads.
@@ -29,7 +32,7 @@
 static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, const int32_t *restrict rowptr,
     const int32_t *restrict col, const SK_REAL *restrict sv, const SK_REAL *restrict u,
-    SK_REAL *restrict gout, SK_REAL *restrict pack)
+    SK_REAL *restrict gout, SK_REAL *restrict pack, const sk_bprod_next *next)
 {
     enum { W = SK_NV * SK_VL };
     /* Lanes used in the last vector (1 .. SK_VL); the others are full. */
@@ -70,8 +73,19 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
         }
     }
 
-    /* 2. New rows, accumulated in registers. */
+    /* 2. New rows, accumulated in registers (and the next panel prefetched, a share per row). */
+    const int32_t prefetch_step = m > 0 ? (next->rows + m - 1) / m : 0;
+    int32_t prefetch_row = 0;
     for (int32_t q = 0; q < m; q++) {
+        if (prefetch_row < next->rows) {
+            const int32_t r1 = prefetch_row + prefetch_step < next->rows ? prefetch_row + prefetch_step : next->rows;
+            for (; prefetch_row < r1; prefetch_row++) {
+                const char *begin = (const char *)next->x + (int64_t)prefetch_row * next->stride, *end = begin + next->bytes;
+                for (const char *line = (const char *)((uintptr_t)begin & ~(uintptr_t)63); line < end; line += 64) {
+                    __builtin_prefetch(line, 0, 3);
+                }
+            }
+        }
         int32_t e = rowptr[q];
         const int32_t e1 = rowptr[q + 1];
 #define SK_A_DECL(k) SK_V a##k = SK_VZERO();

@@ -19,7 +19,8 @@ struct BenchProductCommand: ParsableCommand {
     @Option(help: "Threads for the numeric phase and the bandwidth probe.") var threads: Int = 1
     @Option(help: "Timed repetitions of the numeric phase.") var reps: Int = 30
     @Option(help: "Plan layout: runs or accumulator (default: the plan's choice).") var layout: String?
-    @Option(help: "Influence storage: unit (unit-blocked, the default) or state (state-major).") var storage: String = "unit"
+    @Option(help: "Influence storage: block (the block product the learner uses), unit (unit-blocked masked product) or state (state-major).")
+    var storage: String = "block"
 
     func run() throws {
         try reporting {
@@ -35,8 +36,8 @@ struct BenchProductCommand: ParsableCommand {
             let model = try source.load()
             let structure = ModelStructure(model)
             let pattern = try structure.influencePattern(try parseOrder(n), memoryBudget: MaskedProductPlan.defaultMemoryBudget)
-            guard storage == "unit" || storage == "state" else {
-                throw CommandFailure("--storage must be unit or state, not '\(storage)'")
+            guard storage == "unit" || storage == "state" || storage == "block" else {
+                throw CommandFailure("--storage must be block, unit or state, not '\(storage)'")
             }
             let jt = pattern.stateMajorPattern()          // Jᵀ, p × S
             let dt = structure.graph.jacobianTransposed   // Dᵀ, S × S
@@ -65,6 +66,10 @@ struct BenchProductCommand: ParsableCommand {
                 toStateMajor = map
             }
 
+            if storage == "block" {
+                try runBlockProduct(pattern: pattern, jt: jt, dt: dt, jValues: jValues, dValues: dValues)
+                return
+            }
             var plan: MaskedProductPlan!
             let planSeconds = try Stopwatch.time {
                 plan = try MaskedProductPlan(a: aPattern, b: bPattern, mask: aPattern, layout: requested, threads: threads)
@@ -122,6 +127,91 @@ struct BenchProductCommand: ParsableCommand {
                 "max_relative_difference": difference / scale,
             ])
         }
+    }
+
+    /// The block product (`BlockProductPlan`, what the learner's default storage runs): D[R, R]
+    /// times every unit block, in place, no additions or column sums.
+    private func runBlockProduct(pattern: InfluencePattern, jt: SparsityPattern, dt: SparsityPattern, jValues: [Double],
+                                 dValues: [Double]) throws {
+        let (_, blocks) = pattern.unitBlocks()
+        let (d, position) = dt.transposedWithPositions()
+        var plan: BlockProductPlan!
+        let single = precision == .float32
+        let planSeconds = try Stopwatch.time {
+            plan = single
+                ? try BlockProductPlan(a: d, aValueIndex: position, aValueCount: dt.nonzeroCount, blocks: blocks,
+                                       columnSumCount: jt.rowCount, threads: threads, scalar: Float.self)
+                : try BlockProductPlan(a: d, aValueIndex: position, aValueCount: dt.nonzeroCount, blocks: blocks,
+                                       columnSumCount: jt.rowCount, threads: threads, scalar: Double.self)
+        }
+        // Block values and their positions in Jᵀ.
+        var map = [Int](), start = 0
+        map.reserveCapacity(jt.nonzeroCount)
+        for block in blocks {
+            for q in block.rows {
+                for t in 0..<block.columnCount { map.append(jt.position(row: block.columnSumStart + t, column: Int(q))!) }
+            }
+            start += block.rows.count * block.columnCount
+        }
+        let bandwidth = try MemoryBandwidth.measure(threads: threads)
+        func time<S: SparseScalar>(_: S.Type) throws -> [Double] {
+            let workspace = try plan.makeWorkspace()
+            let a = dValues.map { S($0) }, original = map.map { S(jValues[$0]) }
+            var x = original
+            var times: [Double] = []
+            try a.withUnsafeBufferPointer { av in
+                try x.withUnsafeMutableBufferPointer { xv in
+                    for rep in 0..<(reps + 3) {
+                        _ = original.withUnsafeBufferPointer { xv.update(fromContentsOf: $0) }
+                        let t = try Stopwatch.time { try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), workspace: workspace) }
+                        if rep >= 3 { times.append(t) }
+                    }
+                }
+            }
+            var result = [Double](repeating: 0, count: jt.nonzeroCount)
+            for (p, q) in map.enumerated() { result[q] = Double(x[p]) }
+            return [Statistics.median(times), Statistics.quantile(times, 0.1), Statistics.quantile(times, 0.9)] + result
+        }
+        let out = single ? try time(Float.self) : try time(Double.self)
+        let numeric = out[0], ours = Array(out[3...])
+        let reference = try maskedReference(jt: jt, dt: dt, jValues: jValues, dValues: dValues)
+        let oursNatural = try SparseMatrix<Double>(pattern: jt, values: ours).transposed().values
+        let scale = max(reference.values.map { abs($0) }.max() ?? 0, 1e-300)
+        let difference = zip(oursNatural, reference.values).map { abs($0 - $1) }.max() ?? 0
+        let bytes = (single ? 4 : 8) * (dt.nonzeroCount + 2 * jt.nonzeroCount)
+        printJSONLine([
+            "rows": jt.columnCount, "cols": jt.rowCount, "nnz_a": dt.nonzeroCount, "nnz_b": jt.nonzeroCount,
+            "multiply_adds": plan.multiplyAdds, "plan_seconds": planSeconds, "numeric_seconds": numeric,
+            "cxsparse_seconds": reference.seconds, "bytes": bytes, "bandwidth_gbs": bandwidth,
+            "numeric_p10": out[1], "numeric_p90": out[2], "speedup_vs_cxsparse": reference.seconds / numeric,
+            "bandwidth_fraction": Double(bytes) / numeric / 1e9 / bandwidth, "multiply_add_rate_g": Double(plan.multiplyAdds) / numeric / 1e9,
+            "layout": "block", "kernel": plan.kernel.rawValue, "blocks": plan.blockCount, "panels": plan.panelCount,
+            "plan_bytes": plan.bytes, "threads": threads, "precision": precision.rawValue, "n": n, "storage": storage,
+            "max_relative_difference": difference / scale,
+        ])
+    }
+
+    /// CXSparse's D · J masked to J's pattern (in the natural orientation, J's storage order), and its median time.
+    private func maskedReference(jt: SparsityPattern, dt: SparsityPattern, jValues: [Double], dValues: [Double]) throws -> (values: [Double], seconds: Double) {
+        let d = try SparseMatrix<Double>(pattern: dt, values: dValues).transposed()
+        let j = try SparseMatrix<Double>(pattern: jt, values: jValues).transposed()
+        let mask = j.pattern
+        var reference = [Double](repeating: 0, count: mask.nonzeroCount)
+        var work = [Double](repeating: 0, count: mask.rowCount)
+        var times: [Double] = []
+        for _ in 0...max(3, reps / 10) {
+            times.append(try Stopwatch.time {
+                try d.withCSparse { dv in
+                    try j.withCSparse { jv in
+                        guard let c = cs_di_multiply(dv, jv) else { throw CommandFailure("CXSparse ran out of memory") }
+                        masked(c, mask: mask, into: &reference, work: &work)
+                        cs_di_spfree(c)
+                    }
+                }
+            })
+        }
+        times.removeFirst() // warm-up
+        return (reference, Statistics.median(times))
     }
 
     private func time<S: SparseScalar>(_ plan: MaskedProductPlan, _ j: [Double], _ d: [Double], as: S.Type) throws -> ([Double], [Double]) {

@@ -24,7 +24,7 @@ final class EGRUScaledFormTests: XCTestCase {
     }
 
     private func scales<S>(_ learner: OnlineLearner<S>) -> [S] {
-        guard case .sparse(let influence) = learner.tracker, influence.isScaled else { return [] }
+        guard case .sparse(let storage) = learner.tracker, let influence = storage as? ScaledInfluence<S> else { return [] }
         return influence.streams[0].scale
     }
 
@@ -160,11 +160,12 @@ final class EGRUScaledFormTests: XCTestCase {
                     for q in sum.indices { sum[q] += g[q] }
                 }
                 XCTAssertRelativelyClose(learner.gradient().flattened, sum, tolerance: 1e-12, "\(method), 3 streams, \(bytes)-byte columns")
-                if bytes == 1, case .sparse(let influence) = learner.tracker {
-                    XCTAssertEqual(influence.unitGroups.count, 24, "one unit per group")
+                if bytes == 1, case .sparse(let storage) = learner.tracker, let influence = storage as? ScaledInfluence<Double> {
+                    XCTAssertEqual(influence.groups.count, 24, "one unit per group")
                 }
-                if bytes == 8192, method == .rtrl, case .sparse(let influence) = learner.tracker {
-                    XCTAssertLessThan(influence.unitGroups.count, 24, "units sharing a reach set are grouped")
+                if bytes == 8192, method == .rtrl, case .sparse(let storage) = learner.tracker,
+                   let influence = storage as? ScaledInfluence<Double> {
+                    XCTAssertLessThan(influence.groups.count, 24, "units sharing a reach set are grouped")
                 }
             }
         }
@@ -178,8 +179,10 @@ final class EGRUScaledFormTests: XCTestCase {
         let sequence = try Fixtures.sequence(for: model, length: 12, seed: 46, scale: 1.5)
         let learner = try OnlineLearner(model: model, method: .rtrl)
         for t in 0..<12 { _ = try learner.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
-        guard case .sparse(let influence) = learner.tracker, let plan = influence.blockPlan,
-              let thresholds = influence.thresholds else { return XCTFail("no scaled form") }
+        guard case .sparse(let storage) = learner.tracker, let influence = storage as? ScaledInfluence<Double> else {
+            return XCTFail("no scaled form")
+        }
+        let plan = influence.plan, thresholds = influence.thresholds
         let record = learner.lastRecord(stream: 0)
         XCTAssertTrue(record.thresholdPreviousOutput.contains { $0 != 0 }, "no threshold terms to add")
         let stream = influence.streams[0]
@@ -188,7 +191,7 @@ final class EGRUScaledFormTests: XCTestCase {
         var g = (0..<plan.rowCount).map { _ in Double.random(in: -1...1, using: &random) }
         func deferred() throws -> [Double] {
             var total = g
-            try stream.current.withUnsafeBufferPointer { y in
+            try stream.values.withUnsafeBufferPointer { y in
                 try stream.pending.withUnsafeBufferPointer { w in
                     try total.withUnsafeMutableBufferPointer { try plan.addPending(values: y, pendingWeights: w, to: $0) }
                 }
@@ -196,7 +199,7 @@ final class EGRUScaledFormTests: XCTestCase {
             return total
         }
         func unscaled() -> [Double] {
-            var j = stream.current
+            var j = stream.values
             for c in 0..<influence.columnState.count {
                 for p in Int(influence.storage.columnPointers[c])..<Int(influence.storage.columnPointers[c + 1]) { j[p] *= stream.scale[c] }
             }
@@ -209,7 +212,7 @@ final class EGRUScaledFormTests: XCTestCase {
         XCTAssertGreaterThan(zip(expected, jBefore).filter { $0 != $1 }.count, 0)
         stream.scale.withUnsafeBufferPointer { scales in
             stream.pending.withUnsafeBufferPointer { pending in
-                stream.current.withUnsafeMutableBufferPointer { j in
+                stream.values.withUnsafeMutableBufferPointer { j in
                     g.withUnsafeMutableBufferPointer { g in
                         thresholds.addScaled(weightHH: model.parameters.weightHH, record: record, into: j, scales: scales,
                                              pending: pending, rowOf: influence.storage.rowIndices, gradient: g)

@@ -149,17 +149,19 @@ final class InfluencePatternTests: XCTestCase {
                 XCTAssertEqual(pattern.statistics.bytes, 8 * nonzeros, what)
                 XCTAssertEqual(try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: order),
                                pattern.statistics, what)
-                // The learner stores exactly these entries: two buffers, or for the EGRU (updated
-                // in place in scaled form) one, with a scale, a deferred weight and a flag per column.
+                // The learner stores exactly these entries, updated in place, beside one step's D
+                // and immediate term; for the EGRU (in scaled form) with a scale, a deferred weight
+                // and a flag per column instead of the immediate term.
                 if case .snap(let n) = order, n <= 2 {
                     let learner = try OnlineLearner(model: model, method: .snap(n))
                     XCTAssertEqual(learner.influencePattern?.reach, pattern.reach, what)
+                    let dValues = structure.graph.jacobianTransposed.nonzeroCount
                     if cell == .egru {
                         // Units sharing a reach set may share columns: at most one per reach pair.
-                        XCTAssertGreaterThan(learner.influenceBytes, 8 * nonzeros, what)
-                        XCTAssertLessThanOrEqual(learner.influenceBytes, 8 * nonzeros + 17 * components * pairs, what)
+                        XCTAssertGreaterThan(learner.influenceBytes, 8 * (nonzeros + dValues), what)
+                        XCTAssertLessThanOrEqual(learner.influenceBytes, 8 * (nonzeros + dValues) + 17 * components * pairs, what)
                     } else {
-                        XCTAssertEqual(learner.influenceBytes, 16 * nonzeros, what)
+                        XCTAssertEqual(learner.influenceBytes, 8 * (nonzeros + components * structure.layout.count + dValues), what)
                     }
                 }
             }

@@ -1,12 +1,13 @@
 import RTRL
 import XCTest
 
-/// Storage layouts and thread counts change how the work is arranged, never the numbers:
-/// results must be bit-identical (OnlineLearner's documented guarantee) — except the EGRU's
-/// activity-sparse push form (unit-blocked storage with skipping), which sums the same terms in
-/// another order and must agree to rounding.
+/// Thread counts change how the work is arranged, never the numbers: results must be
+/// bit-identical (OnlineLearner's documented guarantee). The storages sum the same terms in
+/// different orders (the unit-blocked product in vector registers, two chains of partial sums;
+/// the generic masked product one run at a time; the EGRU's scaled form by columns), so they
+/// must agree to rounding.
 final class LayoutAndThreadTests: XCTestCase {
-    func testLayoutsGiveBitIdenticalGradients() throws {
+    func testLayoutsAgreeToRounding() throws {
         for cell in CellKind.allCases {
             for (k, density, seed) in [(1, 1.0, 301 as UInt64), (6, 1.0, 302), (13, 0.15, 303), (20, 0.3, 304)] {
                 let model = try Fixtures.model(cell, hidden: k, density: density, independentGateMasks: k == 13, seed: seed)
@@ -14,7 +15,8 @@ final class LayoutAndThreadTests: XCTestCase {
                 for method in [GradientMethod.rtrl, .snap(2)] {
                     let blocked = try sequenceGradient(model, sequence, method, layout: .unitBlocked, skipsQuietUnits: false)
                     let generic = try sequenceGradient(model, sequence, method, layout: .stateMajor, skipsQuietUnits: false)
-                    XCTAssertEqual(blocked.gradient, generic.gradient, "\(cell) k=\(k) d=\(density) \(method)")
+                    XCTAssertRelativelyClose(blocked.gradient, generic.gradient, tolerance: 1e-12, "\(cell) k=\(k) d=\(density) \(method)")
+                    XCTAssertNotEqual(blocked.gradient, generic.gradient.map { $0 * 1.000001 }, "the comparison can fail")
                     XCTAssertEqual(blocked.loss, generic.loss)
                     if cell == .egru {
                         let pushed = try sequenceGradient(model, sequence, method, layout: .unitBlocked, skipsQuietUnits: true)

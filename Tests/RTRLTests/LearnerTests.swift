@@ -10,7 +10,10 @@ final class LearnerTests: XCTestCase {
         var rng = SeededGenerator(seed: 402)
         for method in [GradientMethod.rtrl, .snap(2)] {
             let learner = try OnlineLearner(model: model, method: method)
-            let expected = 2 * learner.influencePattern!.statistics.nonzeros * MemoryLayout<Double>.stride
+            // The values (updated in place), one step's D and the immediate term.
+            let structure = learner.structure
+            let expected = (learner.influencePattern!.statistics.nonzeros + structure.graph.jacobianTransposed.nonzeroCount
+                            + structure.layout.count) * MemoryLayout<Double>.stride
             var after10 = 0
             for t in 1...10_000 {
                 let x = (0..<2).map { _ in Double.random(in: -1...1, using: &rng) }

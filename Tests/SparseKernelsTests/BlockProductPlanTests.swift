@@ -10,8 +10,8 @@ final class BlockProductPlanTests: XCTestCase {
         var a: SparsityPattern
         var valueIndex: [Int32]
         var aValues: [Double]
-        var blocks: [BlockProductPlan<Double>.Block]
-        var additions: [BlockProductPlan<Double>.Addition]
+        var blocks: [BlockProductPlan.Block]
+        var additions: [BlockProductPlan.Addition]
         var columnSumCount: Int
     }
 
@@ -27,14 +27,14 @@ final class BlockProductPlanTests: XCTestCase {
         order.removeLast(3)
         let valueIndex = order.map { Int32($0) }
         let aValues: [Double] = random.values(valueCount)
-        var blocks: [BlockProductPlan<Double>.Block] = []
+        var blocks: [BlockProductPlan.Block] = []
         var sumStart = 0
         for shape in blockShapes {
             let rows = Array(0..<n).shuffled(using: &random.generator).prefix(shape.rows).map { Int32($0) }
             blocks.append(.init(rows: rows, columnCount: shape.columns, columnSumStart: sumStart))
             sumStart += shape.columns
         }
-        var additions: [BlockProductPlan<Double>.Addition] = []
+        var additions: [BlockProductPlan.Addition] = []
         for (b, shape) in blockShapes.enumerated() where shape.rows > 0 && shape.columns > 0 {
             for _ in 0..<additionsPerBlock {
                 let column = Int.random(in: 0..<shape.columns, using: &random.generator)
@@ -93,14 +93,14 @@ final class BlockProductPlanTests: XCTestCase {
 
     /// Runs the plan on the problem and compares with the reference; returns the results.
     @discardableResult
-    private func check<S: SparseScalar>(_ p: Problem, as _: S.Type, kernel: BlockProductPlan<S>.Kernel, panelVectors: Int?,
+    private func check<S: SparseScalar>(_ p: Problem, as _: S.Type, kernel: BlockProductPlan.Kernel, panelVectors: Int?,
                                         threads: Int, withSums: Bool, seed: UInt64, tolerance: Double,
                                         file: StaticString = #filePath, line: UInt = #line) throws -> (x: [S], sums: [S]) {
-        let blocks = p.blocks.map { BlockProductPlan<S>.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart) }
-        let additions = p.additions.map { BlockProductPlan<S>.Addition(block: $0.block, row: $0.row, column: $0.column, count: $0.count) }
-        let plan = try BlockProductPlan<S>(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
-                                           additions: additions, columnSumCount: p.columnSumCount, threads: threads,
-                                           kernel: kernel, maximumPanelVectors: panelVectors)
+        let blocks = p.blocks.map { BlockProductPlan.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart) }
+        let additions = p.additions.map { BlockProductPlan.Addition(block: $0.block, row: $0.row, column: $0.column, count: $0.count) }
+        let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
+                                        additions: additions, columnSumCount: p.columnSumCount, threads: threads,
+                                        kernel: kernel, maximumPanelVectors: panelVectors, scalar: S.self)
         var random = RandomSparse(seed: seed)
         var x: [S] = random.values(plan.valueCount)
         let e: [S] = random.values(plan.additionValueCount)
@@ -135,10 +135,10 @@ final class BlockProductPlanTests: XCTestCase {
 
     func testEveryKernelAndPanelWidthMatchesTheReference() throws {
         let p = problem(seed: 1, n: 24, density: 0.3, blockShapes: shapes)
-        for kernel in BlockProductPlan<Double>.Kernel.allCases where kernel.isAvailable {
+        for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
             for vectors in [nil] + (1...12).map({ Optional($0) }) {
                 try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 2, tolerance: 1e-13)
-                try check(p, as: Float.self, kernel: .init(rawValue: kernel.rawValue)!, panelVectors: vectors, threads: 1,
+                try check(p, as: Float.self, kernel: kernel, panelVectors: vectors, threads: 1,
                           withSums: true, seed: 2, tolerance: 2e-5)
             }
             try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: false, seed: 3, tolerance: 1e-13)
@@ -149,7 +149,7 @@ final class BlockProductPlanTests: XCTestCase {
         // A dense (every S_b dense), and A empty (every new block is its additions alone).
         for density in [1.0, 0.0] {
             let p = problem(seed: 4, n: 30, density: density, blockShapes: [(30, 50), (10, 9), (1, 40)])
-            for kernel in BlockProductPlan<Double>.Kernel.allCases where kernel.isAvailable {
+            for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
                 try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: true, seed: 5, tolerance: 1e-13)
             }
         }
@@ -157,7 +157,7 @@ final class BlockProductPlanTests: XCTestCase {
 
     func testResultsAreBitIdenticalForAnyThreadCount() throws {
         let p = problem(seed: 6, n: 40, density: 0.2, blockShapes: [(40, 300), (12, 77), (30, 129), (1, 5)])
-        for kernel in BlockProductPlan<Double>.Kernel.allCases where kernel.isAvailable {
+        for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
             let one = try check(p, as: Double.self, kernel: kernel, panelVectors: 3, threads: 1, withSums: true, seed: 7, tolerance: 1e-13)
             for threads in [2, 3, 5] {
                 let many = try check(p, as: Double.self, kernel: kernel, panelVectors: 3, threads: threads, withSums: true, seed: 7,
@@ -172,7 +172,7 @@ final class BlockProductPlanTests: XCTestCase {
         // A 3×3 with a known pattern: S for rows [2, 0] is A[[2,0],[2,0]].
         let a = try SparsityPattern(rowCount: 3, columnCount: 3,
                                     entries: [(row: 0, column: 0), (row: 2, column: 0), (row: 1, column: 1), (row: 0, column: 2), (row: 2, column: 2)])
-        let plan = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [2, 0], columnCount: 5, columnSumStart: 0),
+        let plan = try BlockProductPlan(a: a, blocks: [.init(rows: [2, 0], columnCount: 5, columnSumStart: 0),
                                                                .init(rows: [1], columnCount: 2, columnSumStart: 5)],
                                                 additions: [.init(block: 0, row: 1, column: 2, count: 3)], columnSumCount: 7)
         XCTAssertEqual(plan.multiplyAdds, 4 * 5 + 1 * 2)
@@ -211,24 +211,24 @@ final class BlockProductPlanTests: XCTestCase {
             }
         }
         let rect = try SparsityPattern(rowCount: 3, columnCount: 2, entries: [])
-        refuses({ _ = try BlockProductPlan<Double>(a: rect, blocks: [], columnSumCount: 0) }, "square")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 3], columnCount: 1, columnSumStart: 0)], columnSumCount: 1) },
+        refuses({ _ = try BlockProductPlan(a: rect, blocks: [], columnSumCount: 0) }, "square")
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [.init(rows: [0, 3], columnCount: 1, columnSumStart: 0)], columnSumCount: 1) },
                 "outside")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [1, 1], columnCount: 1, columnSumStart: 0)], columnSumCount: 1) },
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [.init(rows: [1, 1], columnCount: 1, columnSumStart: 0)], columnSumCount: 1) },
                 "twice")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [1], columnCount: 4, columnSumStart: 0)], columnSumCount: 3) },
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [.init(rows: [1], columnCount: 4, columnSumStart: 0)], columnSumCount: 3) },
                 "do not fit")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [1], columnCount: 4, columnSumStart: 0)],
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [.init(rows: [1], columnCount: 4, columnSumStart: 0)],
                                                    additions: [.init(block: 0, row: 0, column: 2, count: 3)], columnSumCount: 4) },
                 "does not fit")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [], additions: [.init(block: 1, row: 0, column: 0, count: 1)], columnSumCount: 0) },
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [], additions: [.init(block: 1, row: 0, column: 0, count: 1)], columnSumCount: 0) },
                 "blocks")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, aValueIndex: [0, 5], aValueCount: 3, blocks: [], columnSumCount: 0) }, "outside")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [], columnSumCount: 0, maximumPanelVectors: 13) }, "1 to 12")
-        refuses({ _ = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 1, 2], columnCount: 1000, columnSumStart: 0)],
+        refuses({ _ = try BlockProductPlan(a: a, aValueIndex: [0, 5], aValueCount: 3, blocks: [], columnSumCount: 0) }, "outside")
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [], columnSumCount: 0, maximumPanelVectors: 13) }, "1 to 12")
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [.init(rows: [0, 1, 2], columnCount: 1000, columnSumStart: 0)],
                                                    columnSumCount: 1000, memoryBudget: 10) }, "budget")
-        let plan = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)
-        let other = try BlockProductPlan<Double>(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)
+        let plan = try BlockProductPlan(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)
+        let other = try BlockProductPlan(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)
         let values = [Double](repeating: 1, count: 2)
         var x = [Double](repeating: 1, count: 6)
         var sums = [Double](repeating: 0, count: 3)

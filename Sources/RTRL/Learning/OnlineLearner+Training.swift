@@ -119,11 +119,10 @@ extension OnlineLearner {
                 readoutWeightGradient: Packed(s.readoutWeightGradient), readoutBiasGradient: Packed(s.readoutBiasGradient))
             switch tracker {
             case .sparse(let influence):
-                stream.influence = Packed(influence.streams[b].current)
-                if influence.isScaled {
-                    stream.influenceScale = Packed(influence.streams[b].scale)
-                    stream.influencePending = Packed(influence.streams[b].pending)
-                }
+                let state = influence.saveState(stream: b)
+                stream.influence = Packed(state.values)
+                stream.influenceScale = state.scales.map { Packed($0) }
+                stream.influencePending = state.pending.map { Packed($0) }
             case .dense(let influence): stream.influence = Packed(influence.streams[b].current)
             case .history:
                 stream.historyRecords = s.history?.records
@@ -143,7 +142,8 @@ extension OnlineLearner {
         }
         if case .sparse(let influence) = tracker {
             // Checkpoints written before the storage was named hold an unscaled, ungrouped order.
-            let saved = snapshot.layout ?? (influence.isScaled ? "blocked (unnamed, from an older version)" : influence.storageName)
+            let scaled = influence.storageName == "blocked-scaled"
+            let saved = snapshot.layout ?? (scaled ? "blocked (unnamed, from an older version)" : influence.storageName)
             guard saved == influence.storageName else {
                 throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.storageName) (the EGRU's scaled form is used when quiet units are skipped)")
             }
@@ -164,11 +164,8 @@ extension OnlineLearner {
             switch tracker {
             case .sparse(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
-                let current = try check(values, influence.streams[b].current.count, "influence matrix")
-                let columns = influence.columnState.count
-                let scale = try saved.influenceScale.map { try check($0, columns, "influence scales") }
-                let pending = try saved.influencePending.map { try check($0, columns, "deferred gradient") }
-                influence.restore(stream: b, values: current, scales: scale, pending: pending)
+                try influence.restoreState(stream: b, InfluenceState(values: values.values, scales: saved.influenceScale?.values,
+                                                                     pending: saved.influencePending?.values))
             case .dense(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
                 influence.streams[b].current = try check(values, influence.streams[b].current.count, "influence matrix")

@@ -53,7 +53,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     }
 
     enum Tracker {
-        case sparse(SparseInfluence<Scalar>)
+        case sparse(any InfluenceStorage<Scalar>)
         case dense(DenseInfluence<Scalar>)
         case history
         case estimator(InfluenceEstimator<Scalar>)
@@ -98,9 +98,18 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             if case .snap(let n) = method { order = .snap(n) } else { order = .exact }
             let p = try structure.influencePattern(order, memoryBudget: memoryBudget)
             pattern = p
-            tracker = .sparse(try SparseInfluence(pattern: p, layout: layout, streams: streams, threads: planThreads,
-                                                  weightHH: model.parameters.weightHH.pattern,
-                                                  memoryBudget: memoryBudget, skipsQuietUnits: skipsQuietUnits))
+            let weightHH = model.parameters.weightHH.pattern
+            switch layout {
+            case .unitBlocked where model.cell == .egru && skipsQuietUnits:
+                tracker = .sparse(try ScaledInfluence<Scalar>(pattern: p, streams: streams, threads: planThreads, weightHH: weightHH,
+                                                              memoryBudget: memoryBudget))
+            case .unitBlocked:
+                tracker = .sparse(try BlockedInfluence<Scalar>(pattern: p, streams: streams, threads: planThreads, weightHH: weightHH,
+                                                               memoryBudget: memoryBudget))
+            case .stateMajor:
+                tracker = .sparse(try StateMajorInfluence<Scalar>(pattern: p, streams: streams, threads: planThreads, weightHH: weightHH,
+                                                                  memoryBudget: memoryBudget, skipsQuietUnits: skipsQuietUnits))
+            }
         case .rtrlDense:
             tracker = .dense(try DenseInfluence(structure: structure, streams: streams, memoryBudget: memoryBudget))
         case .bptt, .tbptt:
@@ -172,18 +181,11 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         s.state.withUnsafeBufferPointer { previous in
             CellStep.run(model, previous: previous, isInitial: s.isInitial, input: input, record: &s.record)
         }
-        switch tracker {
-        case .sparse(let influence):
-            try s.coreGradient.withUnsafeMutableBufferPointer { g in
-                try influence.update(stream: b, weightHH: p.weightHH, record: s.record, gradient: g)
-            }
-        case .dense(let influence): influence.update(stream: b, weightHH: p.weightHH, record: s.record)
-        case .estimator(let estimator): try estimator.update(stream: b, model: model, record: s.record)
-        case .history: break
-        }
         for q in 0..<s.state.count { s.state[q] = s.record.state[q] }
         s.isInitial = false
 
+        // The readout and w = ∂L_t/∂s_t first: the sparse influence update takes the gradient
+        // wᵀJ_t in the same pass as J_t.
         s.loss = s.logits.withUnsafeMutableBufferPointer { logits in
             s.outputGradient.withUnsafeMutableBufferPointer { og in
                 s.readoutWeightGradient.withUnsafeMutableBufferPointer { wg in
@@ -201,12 +203,17 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         if model.cell == .egru {
             for i in 0..<k { s.coreGradient[thresholdParameter[i]] += s.outputGradient[i] * s.record.thresholdOutput[i] }
         }
-        s.stateWeights.withUnsafeBufferPointer { w in
-            s.coreGradient.withUnsafeMutableBufferPointer { g in
+        try s.stateWeights.withUnsafeBufferPointer { w in
+            try s.coreGradient.withUnsafeMutableBufferPointer { g in
                 switch tracker {
-                case .sparse(let influence): influence.accumulate(stream: b, stateWeights: w, into: g)
-                case .dense(let influence): influence.accumulate(stream: b, stateWeights: w, into: g)
-                case .estimator(let estimator): estimator.accumulate(stream: b, stateWeights: w, into: g)
+                case .sparse(let influence):
+                    try influence.update(stream: b, weightHH: p.weightHH, record: s.record, stateWeights: w, gradient: g)
+                case .dense(let influence):
+                    influence.update(stream: b, weightHH: p.weightHH, record: s.record)
+                    influence.accumulate(stream: b, stateWeights: w, into: g)
+                case .estimator(let estimator):
+                    try estimator.update(stream: b, model: model, record: s.record)
+                    estimator.accumulate(stream: b, stateWeights: w, into: g)
                 case .history: break
                 }
             }
@@ -307,8 +314,9 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         return (0..<streamCount).reduce(0) { $0 + influence.writtenFraction(stream: $1) } / Double(streamCount)
     }
 
-    /// Bytes held by the influence state of all streams (values in both buffers; for the EGRU's
-    /// scaled form, one buffer with a scale, a deferred weight and a flag per column).
+    /// Bytes held by the influence state of all streams: the values (updated in place, but
+    /// double-buffered in the generic layout; for the EGRU's scaled form with a scale, a deferred
+    /// weight and a flag per column), and the per-stream buffers of D and the immediate term.
     public var influenceBytes: Int {
         switch tracker {
         case .sparse(let influence): return streamCount * influence.bytesPerStream

@@ -1,6 +1,40 @@
-/// The two storage orders of an influence matrix on a pattern, as compressed-column patterns the
-/// kernel layer's masked product runs on.
+import SparseKernels
+
+/// The storage orders of an influence matrix on a pattern, as the kernel layer's plans see them.
 extension InfluencePattern {
+    /// The unit blocks for the kernel layer's `BlockProductPlan`, with D as its matrix A: the
+    /// maximal runs of consecutive units that share a reach set (`groups`), and for each group a
+    /// block whose rows are the state variables of R (component-major, increasing: see
+    /// `row(ofState:inGroup:)`) and whose columns are the group's parameters (their column sums
+    /// are the θ-ordered gradient).
+    public func unitBlocks() -> (groups: [Range<Int>], blocks: [BlockProductPlan.Block]) {
+        let k = graph.hiddenSize, components = graph.cell.stateComponents
+        let groups = unitGroups(minimumRows: Int.max)
+        let blocks = groups.map { group -> BlockProductPlan.Block in
+            let reach = reach(ofUnit: group.lowerBound)
+            var rows: [Int32] = []
+            rows.reserveCapacity(components * reach.count)
+            for c in 0..<components { for u in reach { rows.append(Int32(c * k) + u) } }
+            let first = Int(layout.unitStart[group.lowerBound])
+            return .init(rows: rows, columnCount: Int(layout.unitStart[group.upperBound]) - first, columnSumStart: first)
+        }
+        return (groups, blocks)
+    }
+
+    /// The row of state variable q in the unit block of a group (`unitBlocks`), or nil if q's unit
+    /// is outside the group's reach set.
+    public func row(ofState q: Int, inGroup group: Range<Int>) -> Int? {
+        let k = graph.hiddenSize, reach = reach(ofUnit: group.lowerBound)
+        let unit = Int32(q % k)
+        var lower = reach.startIndex, upper = reach.endIndex
+        while lower < upper {
+            let middle = (lower + upper) / 2
+            if reach[middle] < unit { lower = middle + 1 } else { upper = middle }
+        }
+        guard lower < reach.endIndex, reach[lower] == unit else { return nil }
+        return (q / k) * reach.count + (lower - reach.startIndex)
+    }
+
     /// Jᵀ (p × S) in state-major order: column q lists, increasing, the parameters θ whose reach
     /// includes q's unit. Since a unit's parameters are adjacent, each column is a sequence of
     /// whole unit blocks, and the update Jᵀ ← Jᵀ · Dᵀ has runs of length f_i.

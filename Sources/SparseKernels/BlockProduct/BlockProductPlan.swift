@@ -25,9 +25,10 @@ import CSparseKernels
 /// Every output is computed by one thread in a fixed order, so results are bit-identical for
 /// any number of threads (they may differ between instruction sets, which round differently).
 ///
-/// The plan is immutable and may be shared between threads; each concurrent caller needs its
+/// A plan is built for one scalar type (`Float` or `Double`: the panels are cut to its vector
+/// width). It is immutable and may be shared between threads; each concurrent caller needs its
 /// own `Workspace`.
-public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
+public final class BlockProductPlan: Sendable {
     /// One dense block of X.
     public struct Block: Sendable, Equatable {
         /// R_b: the indices of A whose rows and columns give S_b; X_b's row q belongs to rows[q].
@@ -114,6 +115,9 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
     public let panelCount: Int
     /// The instruction set the plan runs on.
     public let kernel: Kernel
+    /// The scalar type the plan was built for.
+    public var scalar: any SparseScalar.Type { isSingle ? Float.self : Double.self }
+    private let isSingle: Bool
     /// Threads a call uses.
     public let threadCount: Int
     /// Memory the plan holds, in bytes.
@@ -130,7 +134,7 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
 
     private struct Offsets: Sendable {
         // Int32 arrays
-        var rows = 0, rowGlobal = 0, rowPointers = 0, entryColumn = 0, entryValue = 0
+        var rows = 0, rowGlobal = 0, rowPointers = 0, entryColumn = 0, entryValue = 0, columnPointers = 0, columnEntry = 0, columnRow = 0
         var unitBlock = 0, unitColumn = 0, unitWidth = 0, addRow = 0, addColumn = 0, addCount = 0
         // Int64 arrays
         var columns = 0, valueStart = 0, sumStart = 0, rowStart = 0, entryStart = 0, unitAdd = 0, addSource = 0
@@ -151,9 +155,11 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
     ///   - maximumPanelVectors: the widest panel in vectors (nil: as wide as the registers and the
     ///     L1 cache allow); a tuning and testing knob, 1 to 12.
     ///   - memoryBudget: the most bytes the plan may hold, checked before its arrays are allocated.
-    public init(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
-                additions: [Addition] = [], columnSumCount: Int, threads: Int = 1, kernel: Kernel? = nil,
-                maximumPanelVectors: Int? = nil, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
+    ///   - scalar: the scalar type of the values `execute` takes.
+    public init<Scalar: SparseScalar>(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
+                                      additions: [Addition] = [], columnSumCount: Int, threads: Int = 1, kernel: Kernel? = nil,
+                                      maximumPanelVectors: Int? = nil, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget,
+                                      scalar: Scalar.Type = Double.self) throws {
         let n = a.rowCount
         guard a.columnCount == n else {
             throw SparseKernelsError.shapeMismatch("A must be square, not \(a.rowCount) × \(a.columnCount)")
@@ -261,7 +267,7 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
                 pieces += 1
             }
         }
-        let int32Count = blocks.count + totalRows + (totalRows + blocks.count) + 2 * totalEntries + 3 * units + 3 * pieces
+        let int32Count = blocks.count + totalRows + 2 * (totalRows + blocks.count) + 4 * totalEntries + 3 * units + 3 * pieces
         let int64Count = 4 * blocks.count + 2 * (blocks.count + 1) + (units + 1) + pieces
         let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1)
         guard needed <= memoryBudget else {
@@ -293,6 +299,10 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
         var entryColumn = [Int32](), entryValue = [Int32](), rowPointers = [Int32]()
         entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
         rowPointers.reserveCapacity(totalRows + blocks.count)
+        // And by columns: for each local column, its entries (index within the block) and rows.
+        var columnPointers = [Int32](), columnEntry = [Int32](repeating: 0, count: totalEntries)
+        var columnRow = [Int32](repeating: 0, count: totalEntries)
+        columnPointers.reserveCapacity(totalRows + blocks.count)
         var multiplyAdds = 0
         for block in blocks {
             for (q, r) in block.rows.enumerated() { mark[Int(r)] = Int32(q) }
@@ -311,10 +321,29 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
             }
             multiplyAdds += Int(local) * block.columnCount
             for r in block.rows { mark[Int(r)] = -1 }
+            // Column index of this block's entries (counting sort by local column, stable in rows).
+            let m = block.rows.count, first = entryColumn.count - Int(local)
+            var counts = [Int32](repeating: 0, count: m + 1)
+            for e in first..<entryColumn.count { counts[Int(entryColumn[e]) + 1] += 1 }
+            for j in 0..<m { counts[j + 1] += counts[j] }
+            columnPointers += counts
+            var next = counts
+            let rowPointersOfBlock = Array(rowPointers.suffix(m + 1))
+            for q in 0..<m {
+                for e in Int(rowPointersOfBlock[q])..<Int(rowPointersOfBlock[q + 1]) {
+                    let j = Int(entryColumn[first + e]), slot = first + Int(next[j])
+                    columnEntry[slot] = Int32(e)
+                    columnRow[slot] = Int32(q)
+                    next[j] += 1
+                }
+            }
         }
         o.rowPointers = i32.count; i32 += rowPointers
         o.entryColumn = i32.count; i32 += entryColumn
         o.entryValue = i32.count; i32 += entryValue
+        o.columnPointers = i32.count; i32 += columnPointers
+        o.columnEntry = i32.count; i32 += columnEntry
+        o.columnRow = i32.count; i32 += columnRow
         // Units, and the additions cut into them (in order within each unit).
         var unitOfBlock = [Int](repeating: 0, count: blocks.count + 1)
         for b in blocks.indices { unitOfBlock[b + 1] = unitOfBlock[b] + panelsOfBlock[b].count }
@@ -361,6 +390,7 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
         self.blockCount = blocks.count
         self.panelCount = units
         self.kernel = kernel
+        self.isSingle = single == 1
         self.threadCount = threads
         self.int32Data = i32
         self.int64Data = i64
@@ -386,7 +416,7 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
         fileprivate init(plan: BlockProductPlan) throws {
             owner = ObjectIdentifier(plan)
             stride = plan.withRawPlan { raw in
-                (Int(sk_bprod_scratch_bytes(raw, plan.kernel.level, Scalar.self == Float.self ? 1 : 0)) + 63) / 64 * 64
+                (Int(sk_bprod_scratch_bytes(raw, plan.kernel.level, plan.isSingle ? 1 : 0)) + 63) / 64 * 64
             }
             bytes = max(stride, 64) * plan.threadCount
             scratch = .allocate(byteCount: bytes, alignment: 64)
@@ -409,9 +439,12 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
     ///   - additions: `additionValueCount` values (an empty buffer when there are none).
     ///   - rowWeights, columnSums: both or neither.
     ///   - workspace: one of this plan's workspaces, used by one call at a time.
-    public func execute(a: UnsafeBufferPointer<Scalar>, x: UnsafeMutableBufferPointer<Scalar>,
-                        additions: UnsafeBufferPointer<Scalar>, rowWeights: UnsafeBufferPointer<Scalar>? = nil,
-                        columnSums: UnsafeMutableBufferPointer<Scalar>? = nil, workspace: Workspace) throws {
+    public func execute<Scalar: SparseScalar>(a: UnsafeBufferPointer<Scalar>, x: UnsafeMutableBufferPointer<Scalar>,
+                                              additions: UnsafeBufferPointer<Scalar>, rowWeights: UnsafeBufferPointer<Scalar>? = nil,
+                                              columnSums: UnsafeMutableBufferPointer<Scalar>? = nil, workspace: Workspace) throws {
+        guard (Scalar.self == Float.self) == isSingle else {
+            throw SparseKernelsError.invalidArgument("the plan was built for \(scalar) values, not \(Scalar.self)")
+        }
         guard a.count == aValueCount, x.count == valueCount, additions.count == additionValueCount else {
             throw SparseKernelsError.shapeMismatch(
                 "the plan needs \(aValueCount) values of A, \(valueCount) of X and \(additionValueCount) additions, not \(a.count), \(x.count) and \(additions.count)")
@@ -430,7 +463,7 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
         withRawPlan { raw in
             bounds.withUnsafeBufferPointer { bounds in
                 var call = sk_bprod_call(
-                    plan: raw, level: kernel.level, single: Scalar.self == Float.self ? 1 : 0,
+                    plan: raw, level: kernel.level, single: isSingle ? 1 : 0,
                     Av: a.baseAddress, X: x.baseAddress, E: additions.baseAddress,
                     w: rowWeights?.baseAddress, g: columnSums?.baseAddress, bounds: bounds.baseAddress,
                     scratch: workspace.scratch, scratch_stride: workspace.stride)
@@ -448,32 +481,13 @@ public final class BlockProductPlan<Scalar: SparseScalar>: Sendable {
                     nblocks: Int32(blockCount), rows: i32 + o.rows, cols: i64 + o.columns, x_start: i64 + o.valueStart,
                     g_start: i64 + o.sumStart, row_start: i64 + o.rowStart, row_global: i32 + o.rowGlobal,
                     rowptr: i32 + o.rowPointers, entry_start: i64 + o.entryStart, entry_col: i32 + o.entryColumn,
-                    entry_val: i32 + o.entryValue, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
+                    entry_val: i32 + o.entryValue, colptr: i32 + o.columnPointers, col_entry: i32 + o.columnEntry,
+                    col_row: i32 + o.columnRow, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
                     unit_col: i32 + o.unitColumn, unit_width: i32 + o.unitWidth, unit_add: i64 + o.unitAdd,
                     add_row: i32 + o.addRow, add_col: i32 + o.addColumn, add_len: i32 + o.addCount,
                     add_src: i64 + o.addSource, max_rows: maxRows, max_vectors: maxVectors, max_entries: maxEntries)
                 return try withUnsafePointer(to: &raw) { try body($0) }
             }
         }
-    }
-}
-
-extension SparsityPattern {
-    /// The transpose, with the position in this pattern of each of its entries.
-    func transposedWithPositions() -> (pattern: SparsityPattern, position: [Int32]) {
-        var counts = [Int32](repeating: 0, count: rowCount + 1)
-        for r in rowIndices { counts[Int(r) + 1] += 1 }
-        for i in 0..<rowCount { counts[i + 1] += counts[i] }
-        var next = counts
-        var rows = [Int32](repeating: 0, count: nonzeroCount), position = [Int32](repeating: 0, count: nonzeroCount)
-        for j in 0..<columnCount {
-            for p in Int(columnPointers[j])..<Int(columnPointers[j + 1]) {
-                let r = Int(rowIndices[p]), t = Int(next[r])
-                rows[t] = Int32(j)
-                position[t] = Int32(p)
-                next[r] += 1
-            }
-        }
-        return (try! SparsityPattern(rowCount: columnCount, columnCount: rowCount, columnPointers: counts, rowIndices: rows), position)
     }
 }

@@ -166,3 +166,25 @@ extension SparsityPattern {
         return try SparsityPattern(rowCount: rowCount, columnCount: columnCount, entries: entries)
     }
 }
+
+extension SparsityPattern {
+    /// The transpose, with, for each of its entries (in storage order), the position of the same
+    /// entry in this pattern: values stored on this pattern can then be read in the transpose's
+    /// order without moving them.
+    public func transposedWithPositions() -> (pattern: SparsityPattern, position: [Int32]) {
+        var counts = [Int32](repeating: 0, count: rowCount + 1)
+        for r in rowIndices { counts[Int(r) + 1] += 1 }
+        for i in 0..<rowCount { counts[i + 1] += counts[i] }
+        var next = counts
+        var rows = [Int32](repeating: 0, count: nonzeroCount), position = [Int32](repeating: 0, count: nonzeroCount)
+        for j in 0..<columnCount {
+            for p in Int(columnPointers[j])..<Int(columnPointers[j + 1]) {
+                let r = Int(rowIndices[p]), t = Int(next[r])
+                rows[t] = Int32(j)
+                position[t] = Int32(p)
+                next[r] += 1
+            }
+        }
+        return (try! SparsityPattern(rowCount: columnCount, columnCount: rowCount, columnPointers: counts, rowIndices: rows), position)
+    }
+}

@@ -1,0 +1,228 @@
+import SparseKernels
+
+/// The influence matrix in unit blocks (math.md §3), updated by one `BlockProductPlan`:
+///
+///     B_g ← D[R(g), R(g)] · B_g + I_g,      g += wᵀ B   (one pass over J per step)
+///
+/// Every parameter of unit i has the same reach set R(i), so J's columns for unit i form a dense
+/// block J[R(i), params of i]; consecutive units with the same reach set share one block (for
+/// exact RTRL on a connected graph, all of them), whose row for state variable q holds the
+/// group's parameters contiguously. D[R, R] is read straight from D's values by the plan's value
+/// index. The immediate term — unit i's row (c, i), and the EGRU thresholds' entries — is written
+/// to a small buffer first and added by the plan as the panel is written, and the gradient wᵀJ
+/// rides in the same pass, so J is read once and written once per step, in place.
+///
+/// Checkpoints hold the values in the ungrouped unit-blocked order ("blocked": unit by unit, then
+/// state variable of R(i) component-major, then parameter), whatever the grouping.
+final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
+    let pattern: InfluencePattern
+    let plan: BlockProductPlan
+    /// The groups of units sharing a block, and each block's first value.
+    let groups: [Range<Int>]
+    let blockStart: [Int]
+    /// EGRU: the thresholds' immediate terms, in the plan's addition order after the unit rows.
+    let thresholds: ThresholdAdditions?
+
+    /// One stream's buffers (separate objects, so streams update concurrently).
+    final class Stream {
+        var values: [Scalar]
+        var dynamics: [Scalar]
+        var additions: [Scalar]
+        let workspace: BlockProductPlan.Workspace
+        init(values: Int, dynamics: Int, additions: Int, workspace: BlockProductPlan.Workspace) {
+            self.values = [Scalar](repeating: 0, count: values)
+            self.dynamics = [Scalar](repeating: 0, count: dynamics)
+            self.additions = [Scalar](repeating: 0, count: additions)
+            self.workspace = workspace
+        }
+    }
+    let streams: [Stream]
+
+    var storageName: String { InfluenceLayout.unitBlocked.rawValue }
+    var multiplyAdds: Int { plan.multiplyAdds }
+    var bytesPerStream: Int {
+        (plan.valueCount + plan.additionValueCount + pattern.graph.jacobianTransposed.nonzeroCount) * MemoryLayout<Scalar>.stride
+    }
+
+    init(pattern: InfluencePattern, streams: Int, threads: Int, weightHH: SparsityPattern, memoryBudget: Int) throws {
+        let graph = pattern.graph, layout = pattern.layout, k = graph.hiddenSize, components = graph.cell.stateComponents
+        let stride = MemoryLayout<Scalar>.stride
+        let values = pattern.statistics.nonzeros
+        let perStream = (values + components * layout.count + graph.jacobianTransposed.nonzeroCount) * stride
+        guard streams * perStream <= memoryBudget else {
+            throw RTRLError.tooLarge(what: "the influence matrices of \(streams) stream(s) (\(values) entries each)",
+                                     neededBytes: streams * perStream, budgetBytes: memoryBudget)
+        }
+        let (groups, blocks) = pattern.unitBlocks()
+        var groupOf = [Int](repeating: 0, count: k)
+        for (g, group) in groups.enumerated() { for i in group { groupOf[i] = g } }
+        var blockStart: [Int] = []
+        var start = 0
+        for block in blocks {
+            blockStart.append(start)
+            start += block.rows.count * block.columnCount
+        }
+        // Additions: every unit's immediate rows (component-major), then the thresholds' terms.
+        var additions: [BlockProductPlan.Addition] = []
+        for c in 0..<components {
+            for i in 0..<k {
+                let g = groupOf[i], first = Int(layout.unitStart[groups[g].lowerBound])
+                additions.append(.init(block: g, row: pattern.row(ofState: c * k + i, inGroup: groups[g])!, column: Int(layout.unitStart[i]) - first,
+                                       count: layout.parameterCount(ofUnit: i)))
+            }
+        }
+        var thresholds: ThresholdAdditions? = nil
+        if graph.cell == .egru {
+            let terms = ThresholdAdditions(layout: layout, weightHH: weightHH, hiddenSize: k) { state, parameter in
+                let g = groupOf[Int(layout.storage[parameter])] // ϑ_j's unit is j
+                return pattern.row(ofState: state, inGroup: groups[g]).map { (g, $0, parameter - Int(layout.unitStart[groups[g].lowerBound])) }
+            }
+            for term in terms.targets { additions.append(.init(block: term.block, row: term.row, column: term.column, count: 1)) }
+            thresholds = terms
+        }
+        let (d, position) = graph.jacobianTransposed.transposedWithPositions()
+        plan = try BlockProductPlan(a: d, aValueIndex: position, aValueCount: graph.jacobianTransposed.nonzeroCount,
+                                    blocks: blocks, additions: additions, columnSumCount: layout.count, threads: threads,
+                                    memoryBudget: max(0, memoryBudget - streams * perStream), scalar: Scalar.self)
+        precondition(plan.valueCount == values, "the blocks hold every entry of the pattern")
+        self.pattern = pattern
+        self.groups = groups
+        self.blockStart = blockStart
+        self.thresholds = thresholds
+        let plan = self.plan
+        self.streams = try (0..<streams).map { _ in
+            Stream(values: values, dynamics: graph.jacobianTransposed.nonzeroCount, additions: plan.additionValueCount,
+                   workspace: try plan.makeWorkspace())
+        }
+    }
+
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    func update(stream b: Int, weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
+                stateWeights w: UnsafeBufferPointer<Scalar>, gradient g: UnsafeMutableBufferPointer<Scalar>) throws {
+        let stream = streams[b], graph = pattern.graph, layout = pattern.layout, k = graph.hiddenSize
+        stream.dynamics.withUnsafeMutableBufferPointer { dt in
+            StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: r, into: dt)
+        }
+        // The immediate rows, in the plan's addition order (component, unit), then the thresholds.
+        stream.additions.withUnsafeMutableBufferPointer { e in
+            var offset = 0
+            for c in 0..<graph.cell.stateComponents {
+                layout.withImmediateRow(r, component: c, gateRows: weightHH.rowCount) { row in
+                    for i in 0..<k {
+                        let first = Int(layout.unitStart[i]), count = Int(layout.unitStart[i + 1]) - first
+                        row.write(first: first, count: count, into: e.baseAddress! + offset)
+                        offset += count
+                    }
+                }
+            }
+            thresholds?.write(weightHH: weightHH, record: r, into: UnsafeMutableBufferPointer(rebasing: e[offset...]))
+        }
+        // A step without a loss (w = 0) needs no gradient pass.
+        let weighted = w.contains { $0 != 0 }
+        try stream.dynamics.withUnsafeBufferPointer { dt in
+            try stream.values.withUnsafeMutableBufferPointer { x in
+                try stream.additions.withUnsafeBufferPointer { e in
+                    try plan.execute(a: dt, x: x, additions: e, rowWeights: weighted ? w : nil, columnSums: weighted ? g : nil,
+                                     workspace: stream.workspace)
+                }
+            }
+        }
+    }
+
+    func reset(stream b: Int, gradient: UnsafeMutableBufferPointer<Scalar>) {
+        streams[b].values.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+    }
+
+    /// Calls `body(valueOffset, canonicalOffset, count)` for every unit and row of its block: the
+    /// unit's f_i values of that row in the storage and in the ungrouped order.
+    private func forEachUnitRow(_ body: (Int, Int, Int) -> Void) {
+        let layout = pattern.layout, components = pattern.graph.cell.stateComponents
+        var canonical = 0
+        for (g, group) in groups.enumerated() {
+            let rows = components * pattern.reach(ofUnit: group.lowerBound).count
+            let first = Int(layout.unitStart[group.lowerBound]), width = Int(layout.unitStart[group.upperBound]) - first
+            for i in group {
+                let f = layout.parameterCount(ofUnit: i), column = Int(layout.unitStart[i]) - first
+                for q in 0..<rows {
+                    body(blockStart[g] + q * width + column, canonical, f)
+                    canonical += f
+                }
+            }
+        }
+    }
+
+    func saveState(stream b: Int) -> InfluenceState<Scalar> {
+        let values = streams[b].values
+        var canonical = [Scalar](repeating: 0, count: values.count)
+        forEachUnitRow { from, to, count in for t in 0..<count { canonical[to + t] = values[from + t] } }
+        return InfluenceState(values: canonical)
+    }
+
+    func restoreState(stream b: Int, _ state: InfluenceState<Scalar>) throws {
+        let canonical = try checkedCount(state.values, streams[b].values.count, "influence matrix")
+        var values = streams[b].values
+        forEachUnitRow { to, from, count in for t in 0..<count { values[to + t] = canonical[from + t] } }
+        streams[b].values = values
+    }
+}
+
+/// The EGRU thresholds' immediate terms as a list of single entries, in a fixed order: for every
+/// stored entry p of weight_hh (column j, row r): ∂(state of r's unit)/∂ϑ_j through y_{t−1,j},
+/// `recurrentCoefficient[r] · weight_hh[p] · thresholdPreviousOutput[j]`; then for every unit j,
+/// `thresholdSelf[j]`. Entries the influence pattern drops are left out.
+struct ThresholdAdditions: Sendable {
+    /// Where each term lands: block, row and column, from the caller's `place(state, parameter)`.
+    let targets: [(block: Int, row: Int, column: Int)]
+    /// For each term: p ≥ 0 (a recurrent entry) or −1 − j (unit j's own term), and its column j.
+    let source: [Int32]
+    let column: [Int32]
+
+    init(layout: ParameterLayout, weightHH: SparsityPattern, hiddenSize k: Int,
+         place: (_ state: Int, _ parameter: Int) -> (Int, Int, Int)?) {
+        var thresholdParameter = [Int](repeating: -1, count: k)
+        for t in 0..<layout.count where layout.source[t] == .threshold { thresholdParameter[Int(layout.storage[t])] = t }
+        var targets: [(block: Int, row: Int, column: Int)] = [], source: [Int32] = [], column: [Int32] = []
+        for j in 0..<weightHH.columnCount {
+            for p in Int(weightHH.columnPointers[j])..<Int(weightHH.columnPointers[j + 1]) {
+                if let target = place(Int(weightHH.rowIndices[p]) % k, thresholdParameter[j]) {
+                    targets.append(target)
+                    source.append(Int32(p))
+                    column.append(Int32(j))
+                }
+            }
+        }
+        for j in 0..<k {
+            if let target = place(j, thresholdParameter[j]) {
+                targets.append(target)
+                source.append(-1 - Int32(j))
+                column.append(Int32(j))
+            }
+        }
+        self.targets = targets
+        self.source = source
+        self.column = column
+    }
+
+    /// Writes this step's terms, in order, to the front of `e`.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    func write<Scalar: SparseScalar>(weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
+                                     into e: UnsafeMutableBufferPointer<Scalar>) {
+        let w = weightHH.pattern
+        w.rowIndices.withUnsafeBufferPointer { rows in
+            weightHH.values.withUnsafeBufferPointer { values in
+                r.recurrentCoefficient.withUnsafeBufferPointer { coefficient in
+                    r.thresholdPreviousOutput.withUnsafeBufferPointer { dy in
+                        r.thresholdSelf.withUnsafeBufferPointer { own in
+                            for t in 0..<source.count {
+                                let s = Int(source[t]), j = Int(column[t])
+                                e[t] = s >= 0 ? coefficient[Int(rows[s])] * values[s] * dy[j] : own[j]
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
