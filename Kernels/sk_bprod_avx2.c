@@ -5,7 +5,7 @@
 #include <immintrin.h>
 
 #define SK_TARGET __attribute__((target("avx2,fma")))
-#define SK_DUAL_MAX 6
+#define SK_ACCUMULATORS 12
 
 /* Masks of n leading lanes, read from a sliding window. */
 static const int64_t sk_mask64[8] = { -1, -1, -1, -1, 0, 0, 0, 0 };

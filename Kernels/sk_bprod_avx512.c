@@ -5,7 +5,7 @@
 #include <immintrin.h>
 
 #define SK_TARGET __attribute__((target("avx512f,avx2,fma")))
-#define SK_DUAL_MAX 12
+#define SK_ACCUMULATORS 26
 
 #define SK_REAL double
 #define SK_NAME(x) x##_avx512_f64

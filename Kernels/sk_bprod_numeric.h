@@ -70,24 +70,21 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         const int64_t e0 = P->entry_start[b];
         if (b != current) {
             /* The block's entries of S = A[R, R], gathered once for its panels; with weights,
-             * column by column, forming u = S' w(R) on the way. */
-            const int32_t *restrict val = P->entry_val + e0;
+             * u = S' w(R) on the way (one flat loop: rows are short). */
+            const int32_t *restrict val = P->entry_val + e0, *restrict col = P->entry_col + e0;
+            const int64_t ne = P->entry_start[b + 1] - e0;
             if (w != NULL) {
-                for (int32_t q = 0; q < m; q++) wr[q] = w[rows[q]];
-                const int32_t *restrict colptr = P->colptr + P->row_start[b] + b;
-                const int32_t *restrict cpos = P->col_entry + e0, *restrict crow = P->col_row + e0;
-                for (int32_t j = 0; j < m; j++) {
-                    SK_REAL uj = 0;
-                    for (int32_t c = colptr[j]; c < colptr[j + 1]; c++) {
-                        const int32_t e = cpos[c];
-                        const SK_REAL v = Av[val[e]];
-                        sv[e] = v;
-                        uj += v * wr[crow[c]];
-                    }
-                    uvec[j] = uj;
+                const int32_t *restrict row = P->entry_row + e0;
+                for (int32_t q = 0; q < m; q++) {
+                    wr[q] = w[rows[q]];
+                    uvec[q] = 0;
+                }
+                for (int64_t e = 0; e < ne; e++) {
+                    const SK_REAL v = Av[val[e]];
+                    sv[e] = v;
+                    uvec[col[e]] += v * wr[row[e]];
                 }
             } else {
-                const int64_t ne = P->entry_start[b + 1] - e0;
                 for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
             }
             current = b;

@@ -2,8 +2,8 @@
  * Block product, one panel: a template included by sk_bprod_numeric.h once per panel width
  * SK_NV (in vectors of SK_VL scalars), with the vector operations of one instruction set and
  * scalar type defined (SK_V, SK_VZERO, SK_VLOAD, SK_VLOADN, SK_VSTORE, SK_VSTOREN, SK_VSET1,
- * SK_VBCAST, SK_VFMA, SK_VADD, SK_TARGET) and SK_DUAL_MAX, the widest panel that still has
- * registers for two sets of accumulators.
+ * SK_VBCAST, SK_VFMA, SK_VADD, SK_TARGET) and SK_ACCUMULATORS, the vector registers the
+ * instruction set leaves for accumulators.
  *
  * The panel is columns c0 .. c0+width-1 of a dense block X (m rows, row stride n), with
  * (SK_NV-1)*SK_VL < width <= SK_NV*SK_VL. In place:
@@ -16,18 +16,26 @@
  *    w' * S * X_old, the weighted column sums of the new rows, without another pass).
  * 2. Each output row q is accumulated in SK_NV vector registers over the entries of row q of S
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
- *    Up to SK_DUAL_MAX vectors, two sets of accumulators take alternate entries, so that the
- *    multiply-add latency is hidden when there are few vectors per row; they are added at the end.
- *
- * 3. While the rows are computed, the next panel's rows are prefetched (`next`: its first value,
+ *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
+ *    most three), which take the entries in turn, so that the multiply-add latency is hidden;
+ *    the loop takes two entries per set at a time (fewer branches per multiply-add), and the
+ *    sets are added at the end: (a + b) + c.
+ * 3. While row q is computed, row q of the next panel is prefetched (`next`: its first value,
  *    row stride, rows and bytes per row), so that its packing does not wait on memory.
  *
- * The sum for each output is taken in a fixed order (entries of row q in storage order, even and
- * odd positions apart when dual), so results do not depend on how panels go to threads.
+ * The sum for each output is taken in a fixed order (entries of row q in storage order, dealt to
+ * the sets in turn), so results do not depend on how panels go to threads.
  */
 #include "sk_each.h"
 
-#define SK_PANEL_DUAL (SK_NV <= SK_DUAL_MAX)
+/* Sets of accumulators: three, two or one, as the registers allow. */
+#if 3 * SK_NV <= SK_ACCUMULATORS
+#define SK_CHAINS 3
+#elif 2 * SK_NV <= SK_ACCUMULATORS
+#define SK_CHAINS 2
+#else
+#define SK_CHAINS 1
+#endif
 
 static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, const int32_t *restrict rowptr,
@@ -74,44 +82,56 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     }
 
     /* 2. New rows, accumulated in registers (and the next panel prefetched, a share per row). */
-    const int32_t prefetch_step = m > 0 ? (next->rows + m - 1) / m : 0;
-    int32_t prefetch_row = 0;
+    const int32_t prefetch_lines = (next->bytes + 63) / 64;
     for (int32_t q = 0; q < m; q++) {
-        if (prefetch_row < next->rows) {
-            const int32_t r1 = prefetch_row + prefetch_step < next->rows ? prefetch_row + prefetch_step : next->rows;
-            for (; prefetch_row < r1; prefetch_row++) {
-                const char *begin = (const char *)next->x + (int64_t)prefetch_row * next->stride, *end = begin + next->bytes;
-                for (const char *line = (const char *)((uintptr_t)begin & ~(uintptr_t)63); line < end; line += 64) {
-                    __builtin_prefetch(line, 0, 3);
-                }
-            }
+        if (q < next->rows) {
+            /* Row q of the next panel: a fixed number of lines per row, then its last byte. */
+            const char *begin = (const char *)next->x + (int64_t)q * next->stride;
+            for (int32_t l = 0; l < prefetch_lines; l++) __builtin_prefetch(begin + 64 * l, 0, 3);
+            __builtin_prefetch(begin + next->bytes - 1, 0, 3);
         }
         int32_t e = rowptr[q];
         const int32_t e1 = rowptr[q + 1];
 #define SK_A_DECL(k) SK_V a##k = SK_VZERO();
-        SK_EACH(SK_A_DECL)
-#if SK_PANEL_DUAL
 #define SK_B_DECL(k) SK_V b##k = SK_VZERO();
+#define SK_C_DECL(k) SK_V c##k = SK_VZERO();
+#define SK_FMA_A(k) a##k = SK_VFMA(v, SK_VLOAD(p + (k) * SK_VL), a##k);
+#define SK_FMA_B(k) b##k = SK_VFMA(v, SK_VLOAD(p + (k) * SK_VL), b##k);
+#define SK_FMA_C(k) c##k = SK_VFMA(v, SK_VLOAD(p + (k) * SK_VL), c##k);
+/* Entry e + i into the accumulators SET. */
+#define SK_ENTRY(i, SET)                                                                         \
+        {                                                                                        \
+            const SK_V v = SK_VBCAST(sv + e + (i));                                              \
+            const SK_REAL *restrict p = pack + (int64_t)col[e + (i)] * W;                        \
+            SK_EACH(SET)                                                                         \
+        }
+        SK_EACH(SK_A_DECL)
+#if SK_CHAINS >= 2
         SK_EACH(SK_B_DECL)
+#endif
+#if SK_CHAINS == 3
+        SK_EACH(SK_C_DECL)
+        for (; e + 5 < e1; e += 6) {
+            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_C)
+            SK_ENTRY(3, SK_FMA_A) SK_ENTRY(4, SK_FMA_B) SK_ENTRY(5, SK_FMA_C)
+        }
+#elif SK_CHAINS == 2
+        for (; e + 3 < e1; e += 4) {
+            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_B)
+        }
+#else
         for (; e + 1 < e1; e += 2) {
-            const SK_V v0 = SK_VBCAST(sv + e), v1 = SK_VBCAST(sv + e + 1);
-            const SK_REAL *restrict p0 = pack + (int64_t)col[e] * W;
-            const SK_REAL *restrict p1 = pack + (int64_t)col[e + 1] * W;
-#define SK_FMA2(k)                                                                               \
-            a##k = SK_VFMA(v0, SK_VLOAD(p0 + (k) * SK_VL), a##k);                                \
-            b##k = SK_VFMA(v1, SK_VLOAD(p1 + (k) * SK_VL), b##k);
-            SK_EACH(SK_FMA2)
+            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_A)
         }
 #endif
-        for (; e < e1; e++) {
-            const SK_V v0 = SK_VBCAST(sv + e);
-            const SK_REAL *restrict p0 = pack + (int64_t)col[e] * W;
-#define SK_FMA1(k) a##k = SK_VFMA(v0, SK_VLOAD(p0 + (k) * SK_VL), a##k);
-            SK_EACH(SK_FMA1)
-        }
-#if SK_PANEL_DUAL
-#define SK_A_ADD(k) a##k = SK_VADD(a##k, b##k);
-        SK_EACH(SK_A_ADD)
+        for (; e < e1; e++) SK_ENTRY(0, SK_FMA_A)
+#if SK_CHAINS >= 2
+#define SK_ADD_B(k) a##k = SK_VADD(a##k, b##k);
+        SK_EACH(SK_ADD_B)
+#endif
+#if SK_CHAINS == 3
+#define SK_ADD_C(k) a##k = SK_VADD(a##k, c##k);
+        SK_EACH(SK_ADD_C)
 #endif
         SK_REAL *restrict o = X + (int64_t)q * n;
 #define SK_A_OUT(k) SK_STORE_K(k, o, a##k);
@@ -126,10 +146,14 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_P_ROW
 #undef SK_A_DECL
 #undef SK_B_DECL
-#undef SK_FMA2
-#undef SK_FMA1
-#undef SK_A_ADD
+#undef SK_C_DECL
+#undef SK_FMA_A
+#undef SK_FMA_B
+#undef SK_FMA_C
+#undef SK_ENTRY
+#undef SK_ADD_B
+#undef SK_ADD_C
 #undef SK_A_OUT
 }
 
-#undef SK_PANEL_DUAL
+#undef SK_CHAINS

@@ -95,6 +95,15 @@ struct BenchStepCommand: ParsableCommand {
             ("seconds_per_step", median), ("p10", times.quantile(0.1)), ("p90", times.quantile(0.9)),
             ("influence_nonzeros", nonzeros), ("flops_per_step", batch * flops), ("bytes_per_step", bytes),
         ]
+        if flops > 0 {
+            // The roofline, measured now in this process: the GEMM multiply-add rate and the copy
+            // bandwidth with the same threads and precision, and the fraction of it this run reached.
+            let roof = try Roofline.measure(threads: threads, single: S.self == Float.self)
+            line += [("gemm_rate_g", roof.gemmRate.map { $0 / 1e9 } as Any), ("copy_bandwidth_gbs", roof.copyBandwidth / 1e9),
+                     ("roofline_seconds", roof.seconds(multiplyAdds: batch * flops, bytes: bytes) as Any),
+                     ("roofline_fraction", roof.seconds(multiplyAdds: batch * flops, bytes: bytes).map { $0 / median } as Any),
+                     ("roofline_bound", roof.bound(multiplyAdds: batch * flops, bytes: bytes)), ("gemm", roof.gemmSource)]
+        }
         if model.cell == .egru {
             // activity: units that emitted an event; open: units whose column of D is not zero
             // (active, or silent within the pseudo-derivative's support); work_fraction: share of
@@ -104,7 +113,8 @@ struct BenchStepCommand: ParsableCommand {
             // after the timed steps, against which the traffic of the written columns compares.
             line += [("activity", activity / Double(steps * batch)), ("open_fraction", open / Double(steps * batch)),
                      ("work_fraction", workFraction / Double(steps)), ("written_fraction", written / Double(steps)),
-                     ("skipping", !noSkip), ("copy_bandwidth_gbs", try MemoryBandwidth.measure(threads: threads))]
+                     ("skipping", !noSkip)]
+            if flops == 0 { line += [("copy_bandwidth_gbs", try MemoryBandwidth.measure(threads: threads))] }
         }
         if let reference {
             let referenceMedian = referenceTimes.quantile(0.5)

@@ -134,7 +134,7 @@ public final class BlockProductPlan: Sendable {
 
     private struct Offsets: Sendable {
         // Int32 arrays
-        var rows = 0, rowGlobal = 0, rowPointers = 0, entryColumn = 0, entryValue = 0, columnPointers = 0, columnEntry = 0, columnRow = 0
+        var rows = 0, rowGlobal = 0, rowPointers = 0, entryColumn = 0, entryValue = 0, entryRow = 0
         var unitBlock = 0, unitColumn = 0, unitWidth = 0, addRow = 0, addColumn = 0, addCount = 0
         // Int64 arrays
         var columns = 0, valueStart = 0, sumStart = 0, rowStart = 0, entryStart = 0, unitAdd = 0, addSource = 0
@@ -267,7 +267,7 @@ public final class BlockProductPlan: Sendable {
                 pieces += 1
             }
         }
-        let int32Count = blocks.count + totalRows + 2 * (totalRows + blocks.count) + 4 * totalEntries + 3 * units + 3 * pieces
+        let int32Count = blocks.count + totalRows + (totalRows + blocks.count) + 3 * totalEntries + 3 * units + 3 * pieces
         let int64Count = 4 * blocks.count + 2 * (blocks.count + 1) + (units + 1) + pieces
         let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1)
         guard needed <= memoryBudget else {
@@ -299,51 +299,32 @@ public final class BlockProductPlan: Sendable {
         var entryColumn = [Int32](), entryValue = [Int32](), rowPointers = [Int32]()
         entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
         rowPointers.reserveCapacity(totalRows + blocks.count)
-        // And by columns: for each local column, its entries (index within the block) and rows.
-        var columnPointers = [Int32](), columnEntry = [Int32](repeating: 0, count: totalEntries)
-        var columnRow = [Int32](repeating: 0, count: totalEntries)
-        columnPointers.reserveCapacity(totalRows + blocks.count)
+        var entryRow = [Int32]()
+        entryRow.reserveCapacity(totalEntries)
         var multiplyAdds = 0
         for block in blocks {
             for (q, r) in block.rows.enumerated() { mark[Int(r)] = Int32(q) }
             var local: Int32 = 0
             rowPointers.append(0)
-            for r in block.rows {
+            for (q, r) in block.rows.enumerated() {
                 for p in Int(rowsOfA.pattern.columnPointers[Int(r)])..<Int(rowsOfA.pattern.columnPointers[Int(r) + 1]) {
                     let j = mark[Int(rowsOfA.pattern.rowIndices[p])]
                     if j < 0 { continue }
                     let position = Int(rowsOfA.position[p])
                     entryColumn.append(j)
                     entryValue.append(aValueIndex.map { $0[position] } ?? Int32(position))
+                    entryRow.append(Int32(q))
                     local += 1
                 }
                 rowPointers.append(local)
             }
             multiplyAdds += Int(local) * block.columnCount
             for r in block.rows { mark[Int(r)] = -1 }
-            // Column index of this block's entries (counting sort by local column, stable in rows).
-            let m = block.rows.count, first = entryColumn.count - Int(local)
-            var counts = [Int32](repeating: 0, count: m + 1)
-            for e in first..<entryColumn.count { counts[Int(entryColumn[e]) + 1] += 1 }
-            for j in 0..<m { counts[j + 1] += counts[j] }
-            columnPointers += counts
-            var next = counts
-            let rowPointersOfBlock = Array(rowPointers.suffix(m + 1))
-            for q in 0..<m {
-                for e in Int(rowPointersOfBlock[q])..<Int(rowPointersOfBlock[q + 1]) {
-                    let j = Int(entryColumn[first + e]), slot = first + Int(next[j])
-                    columnEntry[slot] = Int32(e)
-                    columnRow[slot] = Int32(q)
-                    next[j] += 1
-                }
-            }
         }
         o.rowPointers = i32.count; i32 += rowPointers
         o.entryColumn = i32.count; i32 += entryColumn
         o.entryValue = i32.count; i32 += entryValue
-        o.columnPointers = i32.count; i32 += columnPointers
-        o.columnEntry = i32.count; i32 += columnEntry
-        o.columnRow = i32.count; i32 += columnRow
+        o.entryRow = i32.count; i32 += entryRow
         // Units, and the additions cut into them (in order within each unit).
         var unitOfBlock = [Int](repeating: 0, count: blocks.count + 1)
         for b in blocks.indices { unitOfBlock[b + 1] = unitOfBlock[b] + panelsOfBlock[b].count }
@@ -481,8 +462,7 @@ public final class BlockProductPlan: Sendable {
                     nblocks: Int32(blockCount), rows: i32 + o.rows, cols: i64 + o.columns, x_start: i64 + o.valueStart,
                     g_start: i64 + o.sumStart, row_start: i64 + o.rowStart, row_global: i32 + o.rowGlobal,
                     rowptr: i32 + o.rowPointers, entry_start: i64 + o.entryStart, entry_col: i32 + o.entryColumn,
-                    entry_val: i32 + o.entryValue, colptr: i32 + o.columnPointers, col_entry: i32 + o.columnEntry,
-                    col_row: i32 + o.columnRow, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
+                    entry_val: i32 + o.entryValue, entry_row: i32 + o.entryRow, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
                     unit_col: i32 + o.unitColumn, unit_width: i32 + o.unitWidth, unit_add: i64 + o.unitAdd,
                     add_row: i32 + o.addRow, add_col: i32 + o.addColumn, add_len: i32 + o.addCount,
                     add_src: i64 + o.addSource, max_rows: maxRows, max_vectors: maxVectors, max_entries: maxEntries)
