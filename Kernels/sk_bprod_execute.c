@@ -54,7 +54,8 @@ size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single)
     size_t size = single ? sizeof(float) : sizeof(double);
     int64_t lanes = sk_bprod_lanes(level, single);
     int64_t scalars = sk_bprod_align((int64_t)plan->max_rows * plan->max_vectors * lanes, size)
-                      + sk_bprod_align(plan->max_entries, size) + 2 * sk_bprod_align(plan->max_rows, size);
+                      + sk_bprod_align(plan->max_entries, size) + 2 * sk_bprod_align(plan->max_rows, size)
+                      + sk_bprod_align((int64_t)plan->max_vectors * lanes, size);
     return (size_t)scalars * size;
 }
 

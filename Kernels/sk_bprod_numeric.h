@@ -43,7 +43,8 @@
 
 typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, const int32_t *restrict,
                                            const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
-                                           SK_REAL *restrict, SK_REAL *restrict, const sk_bprod_next *);
+                                           const SK_REAL *restrict, SK_REAL *restrict, SK_REAL *restrict,
+                                           SK_REAL *restrict, const sk_bprod_next *);
 
 static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VECTORS] = {
     SK_PASTE(SK_NAME(sk_bprod_panel), 1), SK_PASTE(SK_NAME(sk_bprod_panel), 2), SK_PASTE(SK_NAME(sk_bprod_panel), 3), SK_PASTE(SK_NAME(sk_bprod_panel), 4),
@@ -60,6 +61,7 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
     SK_REAL *restrict sv = pack + sk_bprod_align((int64_t)P->max_rows * P->max_vectors * SK_VL, sizeof(SK_REAL));
     SK_REAL *restrict uvec = sv + sk_bprod_align(P->max_entries, sizeof(SK_REAL));
     SK_REAL *restrict wr = uvec + sk_bprod_align(P->max_rows, sizeof(SK_REAL));
+    SK_REAL *restrict gsum = wr + sk_bprod_align(P->max_rows, sizeof(SK_REAL));
     int32_t current = -1;
     for (int32_t t = u0; t < u1; t++) {
         const int32_t b = P->unit_block[t];
@@ -69,16 +71,14 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         const int32_t *restrict rows = P->row_global + P->row_start[b];
         const int64_t e0 = P->entry_start[b];
         if (b != current) {
-            /* The block's entries of S = A[R, R], gathered once for its panels; with weights,
-             * u = S' w(R) on the way (one flat loop: rows are short). */
+            /* The block's entries of S = A[R, R], gathered once for its panels; the weights by
+             * local row, and u = S' w(R) on the way if the column sums are formed from it. */
             const int32_t *restrict val = P->entry_val + e0, *restrict col = P->entry_col + e0;
             const int64_t ne = P->entry_start[b + 1] - e0;
-            if (w != NULL) {
+            if (w != NULL) for (int32_t q = 0; q < m; q++) wr[q] = w[rows[q]];
+            if (w != NULL && P->block_sums_by_u[b]) {
                 const int32_t *restrict row = P->entry_row + e0;
-                for (int32_t q = 0; q < m; q++) {
-                    wr[q] = w[rows[q]];
-                    uvec[q] = 0;
-                }
+                for (int32_t q = 0; q < m; q++) uvec[q] = 0;
                 for (int64_t e = 0; e < ne; e++) {
                     const SK_REAL v = Av[val[e]];
                     sv[e] = v;
@@ -101,7 +101,8 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
             next.bytes = P->unit_width[t + 1] * (int32_t)sizeof(SK_REAL);
         }
         SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, rowptr, P->entry_col + e0,
-                                                                  sv, w != NULL ? uvec : NULL,
+                                                                  sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
+                                                                  w != NULL && !P->block_sums_by_u[b] ? wr : NULL, gsum,
                                                                   w != NULL ? gb + c0 : NULL, pack, &next);
         /* Additions into this panel: X(r, c .. c+len-1) += E(src ..), and their gradient term. */
         for (int64_t a = P->unit_add[t]; a < P->unit_add[t + 1]; a++) {

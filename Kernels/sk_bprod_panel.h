@@ -11,9 +11,11 @@
  *     X(:, panel) <- S * X(:, panel)        S: m x m sparse, by rows (rowptr, col, sv)
  *
  * 1. The old panel is copied into `pack` (rows SK_NV*SK_VL scalars apart, 64-byte aligned),
- *    which stays in the L1 or L2 cache while every output row reads it. With `u`, the copy also
- *    accumulates u' * X_old(:, panel) into gout (the caller passes u = S' w, so this adds
- *    w' * S * X_old, the weighted column sums of the new rows, without another pass).
+ *    which stays in the L1 or L2 cache while every output row reads it. The weighted column sums
+ *    of the new rows go into gout one of two ways: with `u` (= S' w, from the caller), the copy
+ *    accumulates u' * X_old(:, panel), which is w' * S * X_old, in registers: cheap when a
+ *    block has many panels to share the cost of u; with `wrow` (w by local row), each new row is
+ *    added, times its weight, to `gsum` as it is stored: cheap when rows are long.
  * 2. Each output row q is accumulated in SK_NV vector registers over the entries of row q of S
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
  *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
@@ -40,7 +42,8 @@
 static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, const int32_t *restrict rowptr,
     const int32_t *restrict col, const SK_REAL *restrict sv, const SK_REAL *restrict u,
-    SK_REAL *restrict gout, SK_REAL *restrict pack, const sk_bprod_next *next)
+    const SK_REAL *restrict wrow, SK_REAL *restrict gsum, SK_REAL *restrict gout, SK_REAL *restrict pack,
+    const sk_bprod_next *next)
 {
     enum { W = SK_NV * SK_VL };
     /* Lanes used in the last vector (1 .. SK_VL); the others are full. */
@@ -79,6 +82,11 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #define SK_P_ROW(k) SK_VSTORE(p + (k) * SK_VL, SK_LOAD_K(k, x));
             SK_EACH(SK_P_ROW)
         }
+    }
+
+    if (wrow != NULL) {
+#define SK_ROW_ZERO(k) SK_VSTORE(gsum + (k) * SK_VL, SK_VZERO());
+        SK_EACH(SK_ROW_ZERO)
     }
 
     /* 2. New rows, accumulated in registers (and the next panel prefetched, a share per row). */
@@ -136,6 +144,15 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
         SK_REAL *restrict o = X + (int64_t)q * n;
 #define SK_A_OUT(k) SK_STORE_K(k, o, a##k);
         SK_EACH(SK_A_OUT)
+        if (wrow != NULL) {
+            const SK_V wq = SK_VSET1(wrow[q]);
+#define SK_ROW_SUM(k) SK_VSTORE(gsum + (k) * SK_VL, SK_VFMA(wq, a##k, SK_VLOAD(gsum + (k) * SK_VL)));
+            SK_EACH(SK_ROW_SUM)
+        }
+    }
+    if (wrow != NULL) {
+#define SK_ROW_OUT(k) SK_STORE_K(k, gout, SK_VADD(SK_LOAD_K(k, gout), SK_VLOAD(gsum + (k) * SK_VL)));
+        SK_EACH(SK_ROW_OUT)
     }
 
 #undef SK_LOAD_K
@@ -154,6 +171,9 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_ADD_B
 #undef SK_ADD_C
 #undef SK_A_OUT
+#undef SK_ROW_ZERO
+#undef SK_ROW_SUM
+#undef SK_ROW_OUT
 }
 
 #undef SK_CHAINS

@@ -198,8 +198,7 @@ void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
  *
  * S_b is stored by rows: for local row q, entries rowptr[q] .. rowptr[q+1]-1 (relative to the
  * block's first entry entry_start[b]) with local column entry_col (a row of X_b) and value
- * Av[entry_val] (entry_row repeats the row, for the column sums, formed as u' X_old + w' E with
- * u = S_b' w(R_b)). The work is cut into units, each one panel of columns of one block
+ * Av[entry_val] (entry_row repeats the row, for the column sums). The work is cut into units, each one panel of columns of one block
  * (unit_col, unit_width, at most max_vectors vectors wide for the instruction set in use); a
  * unit's additions (unit_add) lie inside its panel, in the order they are applied. Units of one
  * block are consecutive. Each output is computed by one thread in a fixed order, so results are
@@ -219,6 +218,8 @@ typedef struct {
     const int64_t *entry_start;                 /* nblocks + 1 */
     const int32_t *entry_col, *entry_val;
     const int32_t *entry_row;                   /* the local row of each entry (for the column sums) */
+    const uint8_t *block_sums_by_u;             /* nblocks: 1 to form the column sums as u' X_old (u = S_b' w,
+                                                   cheap with many panels), 0 to add each new row as stored */
     int32_t nunits;
     const int32_t *unit_block, *unit_col, *unit_width;
     const int64_t *unit_add;                    /* nunits + 1 */

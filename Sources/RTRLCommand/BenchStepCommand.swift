@@ -16,6 +16,8 @@ struct BenchStepCommand: ParsableCommand {
     @Option(help: "float64 or float32.") var precision: Precision = .float64
     @Option(help: "Influence storage for sparse methods: blocked (default) or generic.") var layout: String = "blocked"
     @Flag(help: "Do not skip the influence terms of quiet EGRU units (for comparison).") var noSkip = false
+    @Flag(inversion: .prefixedNo, help: "Measure the roofline (a GEMM and a copy) between rounds of steps and report the fraction reached.")
+    var roofline = true
     @Option(help: "Scale of the random inputs (standard deviation).")
     var inputScale: Double = 1
     @Flag(help: "EGRU: time steps with and without skipping quiet units in one run (alternating steps on the same inputs).")
@@ -56,14 +58,29 @@ struct BenchStepCommand: ParsableCommand {
         var targets = [Int](repeating: 0, count: batch)
         // Fixed-size histograms: the benchmark's memory does not grow with the number of steps.
         var times = DurationHistogram(), referenceTimes = DurationHistogram()
+        // The roof, measured between rounds of steps (a GEMM and a copy), each round set against
+        // the roof next to it; two untimed steps after each measurement refill the caches.
+        let influenceWork = learner.influencePattern.map { _ in true } ?? (method == .rtrlDense)
+        let probe = influenceWork && roofline ? try RooflineProbe(threads: threads, single: S.self == Float.self) : nil
+        var samples: [RooflineSample] = [], round = DurationHistogram()
+        let roundSteps = 5
         var activity = 0.0, open = 0.0, workFraction = 0.0, written = 0.0
         for step in 0..<(warmup + steps) {
+            if let probe, step >= warmup, (step - warmup) % roundSteps == 0 {
+                if round.count > 0 {
+                    samples.append(RooflineSample(gemmRate: probe.gemmRate(), copyBandwidth: probe.copyBandwidth(),
+                                                  stepSeconds: round.quantile(0.5)))
+                    round = DurationHistogram()
+                }
+                for _ in 0..<2 { try learner.step(inputs: inputs, targets: targets) }
+            }
             for t in inputs.indices { inputs[t] = S(rng.nextGaussian() * inputScale) }
             for b in targets.indices { targets[b] = Int.random(in: 0..<o, using: &rng) }
             let seconds = try Stopwatch.time { try learner.step(inputs: inputs, targets: targets) }
             let referenceSeconds = try reference.map { r in try Stopwatch.time { try r.step(inputs: inputs, targets: targets) } }
             if step >= warmup {
                 times.add(seconds)
+                round.add(seconds)
                 if let referenceSeconds { referenceTimes.add(referenceSeconds) }
                 if model.cell == .egru {
                     for b in 0..<batch {
@@ -95,14 +112,25 @@ struct BenchStepCommand: ParsableCommand {
             ("seconds_per_step", median), ("p10", times.quantile(0.1)), ("p90", times.quantile(0.9)),
             ("influence_nonzeros", nonzeros), ("flops_per_step", batch * flops), ("bytes_per_step", bytes),
         ]
-        if flops > 0 {
-            // The roofline, measured now in this process: the GEMM multiply-add rate and the copy
-            // bandwidth with the same threads and precision, and the fraction of it this run reached.
-            let roof = try Roofline.measure(threads: threads, single: S.self == Float.self)
-            line += [("gemm_rate_g", roof.gemmRate.map { $0 / 1e9 } as Any), ("copy_bandwidth_gbs", roof.copyBandwidth / 1e9),
-                     ("roofline_seconds", roof.seconds(multiplyAdds: batch * flops, bytes: bytes) as Any),
-                     ("roofline_fraction", roof.seconds(multiplyAdds: batch * flops, bytes: bytes).map { $0 / median } as Any),
-                     ("roofline_bound", roof.bound(multiplyAdds: batch * flops, bytes: bytes)), ("gemm", roof.gemmSource)]
+        if let probe, flops > 0 {
+            if round.count > 0 {
+                samples.append(RooflineSample(gemmRate: probe.gemmRate(), copyBandwidth: probe.copyBandwidth(),
+                                              stepSeconds: round.quantile(0.5)))
+            }
+            // The roofline: the GEMM multiply-add rate and the copy bandwidth with the same threads
+            // and precision (medians over the rounds), and the median over rounds of the fraction
+            // each round reached of the roof measured next to it.
+            let work = batch * flops
+            let roofs = samples.compactMap { $0.roof(multiplyAdds: work, bytes: bytes) }
+            let fractions = samples.compactMap { s in s.roof(multiplyAdds: work, bytes: bytes).map { $0 / s.stepSeconds } }
+            let gemm = samples.compactMap { $0.gemmRate }, copy = samples.map { $0.copyBandwidth }
+            let computeBound = samples.filter { s in s.gemmRate.map { Double(work) / $0 >= Double(bytes) / s.copyBandwidth } ?? false }
+            line += [("gemm_rate_g", gemm.isEmpty ? nil : Statistics.median(gemm) / 1e9 as Any),
+                     ("copy_bandwidth_gbs", Statistics.median(copy) / 1e9),
+                     ("roofline_seconds", roofs.isEmpty ? nil : Statistics.median(roofs) as Any),
+                     ("roofline_fraction", fractions.isEmpty ? nil : Statistics.median(fractions) as Any),
+                     ("roofline_bound", 2 * computeBound.count >= samples.count ? "compute" : "memory"),
+                     ("roofline_rounds", samples.count), ("gemm", probe.gemmSource)]
         }
         if model.cell == .egru {
             // activity: units that emitted an event; open: units whose column of D is not zero

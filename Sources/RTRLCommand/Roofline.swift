@@ -7,37 +7,70 @@ import SparseKernels
 ///
 /// A step's roofline time is max(multiply-adds ÷ GEMM rate, least bytes ÷ copy bandwidth): what
 /// the machine allows for that much arithmetic and traffic; the fraction reached is that time over
-/// the measured one.
-struct Roofline {
-    /// Multiply-adds per second of `Xgemm` on 256 × 256 by 256 × 16384, with the benchmark's threads.
-    let gemmRate: Double?
-    /// Bytes per second of the fastest of seven 256 MB copies with the benchmark's threads.
-    let copyBandwidth: Double
-    /// Where the GEMM came from (or why there is none).
+/// the measured one. On a shared machine the speed drifts over seconds, so a benchmark measures
+/// the roof between rounds of steps (`sample`) and sets each round against the roof next to it.
+final class RooflineProbe {
+    private let blas: OpenBLAS?
+    /// Why there is no GEMM, or the library's configuration.
     let gemmSource: String
+    private let threads: Int
+    private let single: Bool
+    private let copy: CopyProbe
+    private var a: [Double] = [], b: [Double] = [], c: [Double] = []
+    private var af: [Float] = [], bf: [Float] = [], cf: [Float] = []
+    private static let m = 256, n = 2048, k = 256
 
-    /// Measures both roofs with `threads` threads, in `precision`.
-    static func measure(threads: Int, single: Bool) throws -> Roofline {
-        let copy = try MemoryBandwidth.measure(threads: threads, best: true) * 1e9
+    /// Opens OpenBLAS (if present) and allocates the buffers: 2 × 256 MB to copy, and the GEMM's operands.
+    init(threads: Int, single: Bool) throws {
+        self.threads = threads
+        self.single = single
+        copy = try CopyProbe(threads: threads)
         switch OpenBLAS.load() {
         case .success(let blas):
-            return Roofline(gemmRate: blas.multiplyAddRate(threads: threads, single: single), copyBandwidth: copy,
-                            gemmSource: blas.source)
+            self.blas = blas
+            gemmSource = blas.source
+            let (m, n, k) = (Self.m, Self.n, Self.k)
+            if single {
+                af = (0..<(m * k)).map { Float($0 % 97) * 1e-3 }; bf = (0..<(k * n)).map { Float($0 % 89) * 1e-3 }
+                cf = [Float](repeating: 0, count: m * n)
+            } else {
+                a = (0..<(m * k)).map { Double($0 % 97) * 1e-3 }; b = (0..<(k * n)).map { Double($0 % 89) * 1e-3 }
+                c = [Double](repeating: 0, count: m * n)
+            }
+            _ = gemmRate() // warm-up: OpenBLAS starts its threads
         case .failure(let reason):
-            return Roofline(gemmRate: nil, copyBandwidth: copy, gemmSource: reason.description)
+            blas = nil
+            gemmSource = reason.description
         }
     }
 
-    /// The least time a step of `multiplyAdds` and `bytes` can take on this machine (nil without a GEMM rate).
-    func seconds(multiplyAdds: Int, bytes: Int) -> Double? {
-        guard let gemmRate else { return nil }
-        return max(Double(multiplyAdds) / gemmRate, Double(bytes) / copyBandwidth)
+    /// Multiply-adds per second of one GEMM, 256 × 256 by 256 × 2048, with the benchmark's threads
+    /// (nil without OpenBLAS).
+    func gemmRate() -> Double? {
+        guard let blas else { return nil }
+        let (m, n, k) = (Self.m, Self.n, Self.k)
+        let seconds = single
+            ? af.withUnsafeBufferPointer { a in bf.withUnsafeBufferPointer { b in cf.withUnsafeMutableBufferPointer { c in
+                Stopwatch.time { blas.multiply(m, n, k, a.baseAddress!, b.baseAddress!, c.baseAddress!, threads: threads) } } } }
+            : a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in c.withUnsafeMutableBufferPointer { c in
+                Stopwatch.time { blas.multiply(m, n, k, a.baseAddress!, b.baseAddress!, c.baseAddress!, threads: threads) } } } }
+        return Double(m * n * k) / seconds
     }
 
-    /// Which roof binds: "compute" or "memory".
-    func bound(multiplyAdds: Int, bytes: Int) -> String {
-        guard let gemmRate else { return "memory" }
-        return Double(multiplyAdds) / gemmRate >= Double(bytes) / copyBandwidth ? "compute" : "memory"
+    /// Bytes per second (read + written) of one 256 MB copy with the benchmark's threads (large enough
+    /// that the copy streams past the caches, as a read-once-write-once kernel can at best).
+    func copyBandwidth() -> Double { copy.measure() }
+}
+
+/// One round's roof next to the step times of that round.
+struct RooflineSample {
+    var gemmRate: Double?
+    var copyBandwidth: Double
+    var stepSeconds: Double
+
+    /// The least time a step of `multiplyAdds` and `bytes` can take (nil without a GEMM rate).
+    func roof(multiplyAdds: Int, bytes: Int) -> Double? {
+        gemmRate.map { max(Double(multiplyAdds) / $0, Double(bytes) / copyBandwidth) }
     }
 }
 
@@ -77,35 +110,19 @@ struct OpenBLAS {
                                  source: source))
     }
 
-    /// The best of five timings of C = A·B, A 256 × 256, B 256 × 16384 (row-major), after a warm-up.
-    func multiplyAddRate(threads: Int, single: Bool) -> Double {
+    /// C = A·B (row-major, m × k by k × n) with `threads` OpenBLAS threads (set back to 1 after).
+    func multiply(_ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
+                  _ c: UnsafeMutablePointer<Double>, threads: Int) {
         setThreads?(Int32(threads))
         defer { setThreads?(1) }
-        let m = 256, n = 16384, k = 256
-        func run<T: BinaryFloatingPoint>(_: T.Type, _ call: (UnsafePointer<T>, UnsafePointer<T>, UnsafeMutablePointer<T>) -> Void) -> Double {
-            let a = (0..<(m * k)).map { T(Double($0 % 97) * 1e-3) }, b = (0..<(k * n)).map { T(Double($0 % 89) * 1e-3) }
-            var c = [T](repeating: 0, count: m * n)
-            var best = Double.infinity
-            a.withUnsafeBufferPointer { a in
-                b.withUnsafeBufferPointer { b in
-                    c.withUnsafeMutableBufferPointer { c in
-                        for rep in 0..<6 {
-                            let t = Stopwatch.time { call(a.baseAddress!, b.baseAddress!, c.baseAddress!) }
-                            if rep > 0 { best = min(best, t) }
-                        }
-                    }
-                }
-            }
-            return Double(m * n * k) / best
-        }
-        let rowMajor: Int32 = 101, noTranspose: Int32 = 111
-        if single {
-            return run(Float.self) { a, b, c in
-                sgemm(rowMajor, noTranspose, noTranspose, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
-            }
-        }
-        return run(Double.self) { a, b, c in
-            dgemm(rowMajor, noTranspose, noTranspose, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
-        }
+        dgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+    }
+
+    /// The same in single precision.
+    func multiply(_ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                  _ c: UnsafeMutablePointer<Float>, threads: Int) {
+        setThreads?(Int32(threads))
+        defer { setThreads?(1) }
+        sgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
     }
 }

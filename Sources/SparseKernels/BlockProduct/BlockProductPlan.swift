@@ -126,6 +126,8 @@ public final class BlockProductPlan: Sendable {
     // Plan arrays, in two flat buffers (offsets into them below), handed to C as pointers.
     private let int32Data: [Int32]
     private let int64Data: [Int64]
+    /// Per block: form the column sums as u'·X_old with u = S_bᵀw (1), or row by row (0).
+    private let sumsByU: [UInt8]
     private let offsets: Offsets
     private let bounds: [Int32]
     private let maxRows: Int32
@@ -375,6 +377,14 @@ public final class BlockProductPlan: Sendable {
         self.threadCount = threads
         self.int32Data = i32
         self.int64Data = i64
+        // The column sums cost, per block, either one pass over S_b's entries (u = S_bᵀw, then
+        // u'·X_old while packing: free) or, row by row, a vector multiply-add per stored vector
+        // (about half the cost per item): the first pays when rows are short against the
+        // block's width in vectors.
+        self.sumsByU = blocks.indices.map { b in
+            let vectors = (blocks[b].columnCount + lanes - 1) / lanes
+            return 2 * entriesOfBlock[b] < blocks[b].rows.count * vectors ? 1 : 0
+        }
         self.offsets = o
         self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
         self.maxRows = Int32(maxRows)
@@ -456,17 +466,19 @@ public final class BlockProductPlan: Sendable {
     /// The plan's arrays as the C struct (valid inside `body` only).
     private func withRawPlan<R>(_ body: (UnsafePointer<sk_bprod_plan>) throws -> R) rethrows -> R {
         try withNonNullPointer(int32Data) { i32 in
+            try withNonNullPointer(sumsByU) { byU in
             try withNonNullPointer(int64Data) { i64 in
                 let o = offsets
                 var raw = sk_bprod_plan(
                     nblocks: Int32(blockCount), rows: i32 + o.rows, cols: i64 + o.columns, x_start: i64 + o.valueStart,
                     g_start: i64 + o.sumStart, row_start: i64 + o.rowStart, row_global: i32 + o.rowGlobal,
                     rowptr: i32 + o.rowPointers, entry_start: i64 + o.entryStart, entry_col: i32 + o.entryColumn,
-                    entry_val: i32 + o.entryValue, entry_row: i32 + o.entryRow, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
+                    entry_val: i32 + o.entryValue, entry_row: i32 + o.entryRow, block_sums_by_u: byU, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
                     unit_col: i32 + o.unitColumn, unit_width: i32 + o.unitWidth, unit_add: i64 + o.unitAdd,
                     add_row: i32 + o.addRow, add_col: i32 + o.addColumn, add_len: i32 + o.addCount,
                     add_src: i64 + o.addSource, max_rows: maxRows, max_vectors: maxVectors, max_entries: maxEntries)
                 return try withUnsafePointer(to: &raw) { try body($0) }
+            }
             }
         }
     }

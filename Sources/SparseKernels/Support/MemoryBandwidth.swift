@@ -25,6 +25,38 @@ public enum MemoryBandwidth {
     }
 }
 
+/// One copy of a fixed buffer, repeated on demand: a memory-bandwidth probe to interleave with a
+/// benchmark (buffers and threads are set up once).
+public final class CopyProbe {
+    private let pool: WorkerPool
+    private let source, destination: UnsafeMutableRawPointer
+    /// Bytes copied by one `measure`.
+    public let bytes: Int
+
+    /// Allocates and fills two buffers of `bytes` bytes and starts `threads` threads.
+    public init(threads: Int = 1, bytes: Int = 256 << 20) throws {
+        pool = try WorkerPool(threads: threads)
+        self.bytes = bytes
+        source = .allocate(byteCount: bytes, alignment: 64)
+        destination = .allocate(byteCount: bytes, alignment: 64)
+        memset(source, 1, bytes)
+        memset(destination, 2, bytes)
+        sk_parallel_copy(pool.raw, destination, source, bytes)
+    }
+
+    deinit {
+        source.deallocate()
+        destination.deallocate()
+    }
+
+    /// Copies once; the bandwidth in bytes per second (bytes read + written).
+    public func measure() -> Double {
+        let start = Stopwatch.now()
+        sk_parallel_copy(pool.raw, destination, source, bytes)
+        return Double(2 * bytes) / (Stopwatch.now() - start)
+    }
+}
+
 /// A monotonic clock in seconds.
 public enum Stopwatch {
     /// Seconds on the monotonic clock (CLOCK_MONOTONIC), for differences.
