@@ -40,9 +40,10 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
      * on whatever registers the target has, so they stay narrow. */
     int32_t most = level == SK_ISA_GENERIC ? 2 : SK_BPROD_MAX_VECTORS;
     int32_t least = level == SK_ISA_AVX2 ? 3 : level == SK_ISA_AVX512 ? 2 : 1;
-    /* The packed panel (rows x vectors) should fill at most three quarters of the L1 cache. */
+    /* The packed panel (rows x vectors) should fit the L1 cache (measured best against three
+     * quarters of it, twice and four times it: Docs/BENCHMARKS.md). */
     int64_t vector_bytes = level == SK_ISA_AVX2 ? 32 : 64;
-    int64_t fit = rows > 0 ? sk_l1_bytes() * 3 / 4 / ((int64_t)rows * vector_bytes) : most;
+    int64_t fit = rows > 0 ? sk_l1_bytes() / ((int64_t)rows * vector_bytes) : most;
     if (fit > most) fit = most;
     if (fit < least) fit = least;
     if (fit > SK_BPROD_MAX_VECTORS) fit = SK_BPROD_MAX_VECTORS;

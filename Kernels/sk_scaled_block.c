@@ -22,6 +22,7 @@ static void sk_scaled_block_part(void *context, int thread, int nthreads)
     const sk_scaled_block_call *c = context;
     const int32_t b0 = c->bounds[thread], b1 = c->bounds[thread + 1];
     const size_t scratch = (size_t)c->plan->max_block_values, columns = (size_t)c->plan->max_block_columns;
+    const size_t edges = (size_t)c->plan->max_block_edges;
     int64_t done = 0;
     c->changed[thread] = 0;
     if (b0 < b1) {
@@ -31,6 +32,8 @@ static void sk_scaled_block_part(void *context, int thread, int nthreads)
                                               (float *)c->scratch + thread * scratch,
                                               (float *)c->source_scale + thread * columns,
                                               c->sources + thread * columns, c->written + thread * columns,
+                                              c->heads + thread * columns, c->links + thread * edges,
+                                              c->link_source + thread * edges, (float *)c->link_coef + thread * edges,
                                               c->changed + thread);
         } else {
             done = sk_scaled_block_update_f64(c->plan, c->Bv, c->active, c->Y, c->s, c->w, c->g,
@@ -38,6 +41,8 @@ static void sk_scaled_block_part(void *context, int thread, int nthreads)
                                               (double *)c->scratch + thread * scratch,
                                               (double *)c->source_scale + thread * columns,
                                               c->sources + thread * columns, c->written + thread * columns,
+                                              c->heads + thread * columns, c->links + thread * edges,
+                                              c->link_source + thread * edges, (double *)c->link_coef + thread * edges,
                                               c->changed + thread);
         }
     }

@@ -14,6 +14,29 @@ static inline void SK_NAME(sk_fold_column)(const SK_REAL *restrict y, int32_t m,
     *w = 0;
 }
 
+/* y += c[0] a[0] + ... + c[nt-1] a[nt-1] (1 <= nt <= 3) in one pass; with g, the old y is first
+ * folded into it: g += wj * y_old. */
+static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms)(SK_REAL *restrict y, int32_t m, const SK_REAL *restrict const *a, const SK_REAL *c,
+                                         int32_t nt, SK_REAL *restrict g, SK_REAL wj)
+{
+    const SK_REAL *restrict a0 = a[0], *restrict a1 = a[1], *restrict a2 = a[2];
+    const SK_REAL c0 = c[0], c1 = c[1], c2 = c[2];
+    if (g != NULL) {
+        switch (nt) {
+        case 1: for (int32_t i = 0; i < m; i++) { const SK_REAL o = y[i]; g[i] += wj * o; y[i] = o + c0 * a0[i]; } break;
+        case 2: for (int32_t i = 0; i < m; i++) { const SK_REAL o = y[i]; g[i] += wj * o; y[i] = o + c0 * a0[i] + c1 * a1[i]; } break;
+        default:
+            for (int32_t i = 0; i < m; i++) { const SK_REAL o = y[i]; g[i] += wj * o; y[i] = o + c0 * a0[i] + c1 * a1[i] + c2 * a2[i]; }
+        }
+    } else {
+        switch (nt) {
+        case 1: for (int32_t i = 0; i < m; i++) y[i] += c0 * a0[i]; break;
+        case 2: for (int32_t i = 0; i < m; i++) y[i] = y[i] + c0 * a0[i] + c1 * a1[i]; break;
+        default: for (int32_t i = 0; i < m; i++) y[i] = y[i] + c0 * a0[i] + c1 * a1[i] + c2 * a2[i];
+        }
+    }
+}
+
 /* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done) and
  * adds the number of columns whose values were written to *changed. */
 SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan, const SK_REAL *restrict Bv,
@@ -22,6 +45,8 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                                                SK_REAL lo, SK_REAL hi, int32_t b0, int32_t b1,
                                                SK_REAL *restrict scratch, SK_REAL *restrict source_scale,
                                                int32_t *restrict sources, uint8_t *restrict written,
+                                               int32_t *restrict heads, int32_t *restrict links,
+                                               int32_t *restrict link_source, SK_REAL *restrict link_coef,
                                                int64_t *changed)
 {
     const int32_t *col_start = plan->col_start, *row_start = plan->row_start, *rows = plan->rows;
@@ -58,22 +83,47 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
             s[j] = 1;
             written[j - j0] = 1;
         }
-        /* 3. Active columns push their off-diagonal terms, divided by the target's new scale. */
+        /* 3. The active columns' off-diagonal terms, each divided by its target's new scale,
+         * listed by target column (heads/links: one list per column, -1 ends it) ... */
+        int32_t np = 0;
         for (int32_t t = 0; t < ns; t++) {
             const int32_t r = sources[t];
-            const SK_REAL *restrict a = scratch + (int64_t)t * m;
             const int64_t e1 = edge_start[r + 1];
             for (int64_t e = edge_start[r]; e < e1; e++) {
                 const SK_REAL bval = Bv[edge_val[e]];
                 if (bval == 0) continue;
-                const int32_t j = edge_col[e];
-                const SK_REAL coef = bval * source_scale[t] / s[j];
-                SK_REAL *restrict y = Yb + (int64_t)(j - j0) * m;
-                SK_NAME(sk_fold_column)(y, m, gb, w + j);
-                for (int32_t i = 0; i < m; i++) y[i] += coef * a[i];
-                done += m;
-                written[j - j0] = 1;
+                const int32_t j = edge_col[e] - j0;
+                link_source[np] = t;
+                link_coef[np] = bval * source_scale[t] / s[j0 + j];
+                links[np] = heads[j];
+                heads[j] = np++;
             }
+        }
+        /* ... then each target column in one pass: its deferred product folded with the old
+         * values, and up to three terms added (more in further passes, rarely). */
+        for (int32_t j = 0; j < j1 - j0; j++) {
+            int32_t p = heads[j];
+            if (p < 0) continue;
+            heads[j] = -1;
+            SK_REAL *restrict y = Yb + (int64_t)j * m;
+            const SK_REAL *restrict a[3] = { NULL, NULL, NULL };
+            SK_REAL c[3] = { 0, 0, 0 };
+            int32_t nt = 0;
+            for (; p >= 0 && nt < 3; p = links[p], nt++) {
+                a[nt] = scratch + (int64_t)link_source[p] * m;
+                c[nt] = link_coef[p];
+            }
+            SK_REAL *restrict wj = w + j0 + j;
+            SK_NAME(sk_add_terms)(y, m, a, c, nt, *wj != 0 ? gb : NULL, *wj);
+            *wj = 0;
+            done += (int64_t)nt * m;
+            for (; p >= 0; p = links[p]) {
+                const SK_REAL *restrict more = scratch + (int64_t)link_source[p] * m;
+                const SK_REAL coef = link_coef[p];
+                for (int32_t i = 0; i < m; i++) y[i] += coef * more[i];
+                done += m;
+            }
+            written[j] = 1;
         }
         for (int32_t j = 0; j < j1 - j0; j++) {
             columns += written[j];

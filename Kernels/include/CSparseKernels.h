@@ -152,20 +152,26 @@ typedef struct {
     const int32_t *diag_val;                    /* n */
     int64_t max_block_values;                   /* largest rows[b] * columns of b */
     int32_t max_block_columns;
+    int64_t max_block_edges;                    /* most off-diagonal entries of B in one block */
 } sk_scaled_block_plan;
 
-/* Blocks [b0, b1) of one update; scratch holds max_block_values scalars, source_scale, sources
- * and written max_block_columns each (written all zero on entry and on return). Returns the
- * multiply-adds of the off-diagonal terms done, and adds to *changed the number of columns of Y
- * written (pushed into or renormalised). */
+/* Blocks [b0, b1) of one update; scratch holds max_block_values scalars, source_scale, sources,
+ * written and heads max_block_columns each (written all zero and heads all -1 on entry and on
+ * return), links, link_source and link_coef max_block_edges each. The active columns' terms are
+ * listed by target column, and each target column is then updated in one pass (its deferred
+ * product folded with the old values, its terms added). Returns the multiply-adds of the
+ * off-diagonal terms done, and adds to *changed the number of columns of Y written (pushed into
+ * or renormalised). */
 int64_t sk_scaled_block_update_f64(const sk_scaled_block_plan *plan, const double *Bv, const uint8_t *active,
                                    double *Y, double *s, double *w, double *g, double lo, double hi,
                                    int32_t b0, int32_t b1, double *scratch, double *source_scale,
-                                   int32_t *sources, uint8_t *written, int64_t *changed);
+                                   int32_t *sources, uint8_t *written, int32_t *heads, int32_t *links,
+                                   int32_t *link_source, double *link_coef, int64_t *changed);
 int64_t sk_scaled_block_update_f32(const sk_scaled_block_plan *plan, const float *Bv, const uint8_t *active,
                                    float *Y, float *s, float *w, float *g, float lo, float hi,
                                    int32_t b0, int32_t b1, float *scratch, float *source_scale,
-                                   int32_t *sources, uint8_t *written, int64_t *changed);
+                                   int32_t *sources, uint8_t *written, int32_t *heads, int32_t *links,
+                                   int32_t *link_source, float *link_coef, int64_t *changed);
 
 /* One update split over a pool by blocks: thread t does blocks bounds[t] .. bounds[t+1]-1 with
  * its own workspace (scratch, source_scale, sources and written at t times the sizes above) and
@@ -182,6 +188,8 @@ typedef struct {
     void *scratch, *source_scale;
     int32_t *sources;
     uint8_t *written;
+    int32_t *heads, *links, *link_source;
+    void *link_coef;
     int64_t *done, *changed;
     int single;                                 /* 1: float, 0: double */
 } sk_scaled_block_call;

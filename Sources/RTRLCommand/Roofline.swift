@@ -82,9 +82,13 @@ struct OpenBLAS {
     private typealias SGEMM = @convention(c) (Int32, Int32, Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
                                               UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32) -> Void
     private typealias SetThreads = @convention(c) (Int32) -> Void
+    private typealias Shutdown = @convention(c) () -> Int32
     private let dgemm: DGEMM
     private let sgemm: SGEMM
     private let setThreads: SetThreads?
+    /// Stops OpenBLAS's threads (they restart with the next call): after a call they would spin
+    /// for about 2^28 cycles and take the cores from the steps timed next.
+    private let shutdown: Shutdown?
     /// The library's name and configuration.
     let source: String
 
@@ -107,6 +111,7 @@ struct OpenBLAS {
         }
         return .success(OpenBLAS(dgemm: unsafeBitCast(d, to: DGEMM.self), sgemm: unsafeBitCast(s, to: SGEMM.self),
                                  setThreads: dlsym(handle, "openblas_set_num_threads").map { unsafeBitCast($0, to: SetThreads.self) },
+                                 shutdown: dlsym(handle, "blas_thread_shutdown_").map { unsafeBitCast($0, to: Shutdown.self) },
                                  source: source))
     }
 
@@ -114,7 +119,7 @@ struct OpenBLAS {
     func multiply(_ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Double>, _ b: UnsafePointer<Double>,
                   _ c: UnsafeMutablePointer<Double>, threads: Int) {
         setThreads?(Int32(threads))
-        defer { setThreads?(1) }
+        defer { setThreads?(1); if threads > 1 { _ = shutdown?() } }
         dgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
     }
 
@@ -122,7 +127,7 @@ struct OpenBLAS {
     func multiply(_ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
                   _ c: UnsafeMutablePointer<Float>, threads: Int) {
         setThreads?(Int32(threads))
-        defer { setThreads?(1) }
+        defer { setThreads?(1); if threads > 1 { _ = shutdown?() } }
         sgemm(101, 111, 111, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
     }
 }

@@ -55,6 +55,8 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     let columnFirstRow: [Int32]
     let maxBlockValues: Int
     let maxBlockColumns: Int
+    /// Most off-diagonal entries of B in one block.
+    let maxBlockEdges: Int
     let bounds: [Int32]
     let pool: WorkerPool?
 
@@ -150,6 +152,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
             for t in a.indices { o.pointer[t] = a[t] }
             return o
         }
+        var maxEdges = 0
         var colStart = [Int32](repeating: 0, count: nb + 1), valueStart = [Int64](repeating: 0, count: nb)
         var columnPointers = [Int32](repeating: 0, count: n + 1), columnFirstRow = [Int32](repeating: 0, count: n)
         var costs = [Int](repeating: 0, count: nb)
@@ -161,6 +164,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
                 columnFirstRow[j] = Int32(blockFirstRows[t])
                 costs[t] += blockRows[t] * (1 + Int(perRow[j + 1] - perRow[j]))
             }
+            maxEdges = max(maxEdges, Int(perRow[Int(colStart[t + 1])] - perRow[Int(colStart[t])]))
         }
         self.columnCount = n
         self.rowCount = rowCount
@@ -182,6 +186,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         self.columnFirstRow = columnFirstRow
         self.maxBlockValues = maxValues
         self.maxBlockColumns = maxColumns
+        self.maxBlockEdges = maxEdges
         self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
         self.pool = threads > 1 ? try WorkerPool(threads: threads) : nil
     }
@@ -192,17 +197,27 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         let sourceScale: OwnedBuffer<Double>
         let sources: OwnedBuffer<Int32>
         let written: OwnedBuffer<UInt8>
+        /// The active columns' terms listed by target column (per thread).
+        let heads, links, linkSource: OwnedBuffer<Int32>
+        let linkCoefficient: OwnedBuffer<Double>     // Float uses half
         let done, changed: OwnedBuffer<Int64>
         init(plan: ScaledBlockProductPlan) {
             scratch = OwnedBuffer(count: plan.threadCount * plan.maxBlockValues, zeroedAs: 0)
             sourceScale = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
             sources = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
             written = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
+            heads = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: -1)
+            links = OwnedBuffer(count: plan.threadCount * plan.maxBlockEdges, zeroedAs: 0)
+            linkSource = OwnedBuffer(count: plan.threadCount * plan.maxBlockEdges, zeroedAs: 0)
+            linkCoefficient = OwnedBuffer(count: plan.threadCount * plan.maxBlockEdges, zeroedAs: 0)
             done = OwnedBuffer(count: plan.threadCount, zeroedAs: 0)
             changed = OwnedBuffer(count: plan.threadCount, zeroedAs: 0)
         }
         /// Bytes held.
-        public var bytes: Int { scratch.bytes + sourceScale.bytes + sources.bytes + written.bytes + done.bytes + changed.bytes }
+        public var bytes: Int {
+            scratch.bytes + sourceScale.bytes + sources.bytes + written.bytes + done.bytes + changed.bytes
+                + heads.bytes + links.bytes + linkSource.bytes + linkCoefficient.bytes
+        }
     }
 
     /// What one `update` did.
@@ -242,7 +257,8 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         guard workspace.done.count == threadCount, workspace.scratch.count == threadCount * maxBlockValues,
               workspace.sources.count == threadCount * maxBlockColumns,
               workspace.sourceScale.count == threadCount * maxBlockColumns,
-              workspace.written.count == threadCount * maxBlockColumns else {
+              workspace.written.count == threadCount * maxBlockColumns,
+              workspace.links.count == threadCount * maxBlockEdges else {
             throw SparseKernelsError.invalidArgument("the workspace belongs to another plan")
         }
         guard columnCount > 0 else { return Work(multiplyAdds: 0, columnsWritten: 0) }
@@ -251,14 +267,16 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
             nblocks: Int32(blockCount), col_start: colStart.pointer, rows: rows.pointer, row_start: rowStart.pointer,
             value_start: valueStart.pointer, edge_start: edgeStart.pointer, edge_col: edgeColumn.pointer,
             edge_val: edgeValue.pointer, diag_val: diagonalValue.pointer, max_block_values: Int64(maxBlockValues),
-            max_block_columns: Int32(maxBlockColumns))
+            max_block_columns: Int32(maxBlockColumns), max_block_edges: Int64(maxBlockEdges))
         return withUnsafePointer(to: &plan) { plan in
             bounds.withUnsafeBufferPointer { bounds in
                 var call = sk_scaled_block_call(
                     plan: plan, Bv: bValues.baseAddress, active: activeRows.baseAddress, Y: values.baseAddress,
                     s: scales.baseAddress, w: pendingWeights.baseAddress, g: g.baseAddress, lo: range.lower, hi: range.upper,
                     bounds: bounds.baseAddress, scratch: workspace.scratch.pointer, source_scale: workspace.sourceScale.pointer,
-                    sources: workspace.sources.pointer, written: workspace.written.pointer, done: workspace.done.pointer,
+                    sources: workspace.sources.pointer, written: workspace.written.pointer, heads: workspace.heads.pointer,
+                    links: workspace.links.pointer, link_source: workspace.linkSource.pointer,
+                    link_coef: workspace.linkCoefficient.pointer, done: workspace.done.pointer,
                     changed: workspace.changed.pointer, single: Scalar.self == Float.self ? 1 : 0)
                 sk_scaled_block_execute(pool?.raw, &call)
                 return Work(multiplyAdds: (0..<threadCount).reduce(0) { $0 + Int(workspace.done.pointer[$1]) },
