@@ -10,6 +10,8 @@
 #endif
 
 #define SK_BPROD_MAX_VECTORS 12
+/* Rows of a tile (rows sharing their columns, computed together). */
+#define SK_BPROD_TILE_ROWS 6
 
 #define SK_PASTE2(a, b) a##_##b
 #define SK_PASTE(a, b) SK_PASTE2(a, b)

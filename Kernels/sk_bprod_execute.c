@@ -50,6 +50,19 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
     return (int32_t)fit;
 }
 
+int32_t sk_bprod_tile_rows(void) { return SK_BPROD_TILE_ROWS; }
+
+int32_t sk_bprod_tile_vectors(int level)
+{
+    /* SK_BPROD_TILE_ROWS x vectors accumulators must fit the registers the kernels leave for
+     * them (SK_ACCUMULATORS: 12 for AVX2, 26 for AVX-512, 6 for the generic vectors). */
+    switch (level) {
+    case SK_ISA_AVX512: return 4;
+    case SK_ISA_AVX2: return 2;
+    default: return 1;
+    }
+}
+
 size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single)
 {
     size_t size = single ? sizeof(float) : sizeof(double);

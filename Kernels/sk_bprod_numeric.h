@@ -41,7 +41,7 @@
 #include "sk_bprod_panel.h"
 #undef SK_NV
 
-typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, const int32_t *restrict,
+typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, int32_t, const sk_bprod_tile *restrict,
                                            const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
                                            const SK_REAL *restrict, SK_REAL *restrict, SK_REAL *restrict,
                                            SK_REAL *restrict, const sk_bprod_next *);
@@ -67,25 +67,29 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         const int32_t b = P->unit_block[t];
         const int32_t m = P->rows[b];
         const int64_t n = P->cols[b];
-        const int32_t *restrict rowptr = P->rowptr + P->row_start[b] + b;
         const int32_t *restrict rows = P->row_global + P->row_start[b];
-        const int64_t e0 = P->entry_start[b];
+        const sk_bprod_tile *restrict tiles = P->tiles + P->tile_start[b];
+        const int32_t ntiles = (int32_t)(P->tile_start[b + 1] - P->tile_start[b]);
+        const int32_t *restrict col = P->entry_col + P->col_start[b];
         if (b != current) {
-            /* The block's entries of S = A[R, R], gathered once for its panels; the weights by
-             * local row, and u = S' w(R) on the way if the column sums are formed from it. */
-            const int32_t *restrict val = P->entry_val + e0, *restrict col = P->entry_col + e0;
-            const int64_t ne = P->entry_start[b + 1] - e0;
+            /* The block's values of S = A[R, R], gathered once for its panels; the weights by
+             * local row, and u = S' w(R) if the column sums are formed from it. */
+            const int64_t e0 = P->entry_start[b], ne = P->entry_start[b + 1] - e0;
+            const int32_t *restrict val = P->entry_val + e0;
+            for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
             if (w != NULL) for (int32_t q = 0; q < m; q++) wr[q] = w[rows[q]];
             if (w != NULL && P->block_sums_by_u[b]) {
-                const int32_t *restrict row = P->entry_row + e0;
                 for (int32_t q = 0; q < m; q++) uvec[q] = 0;
-                for (int64_t e = 0; e < ne; e++) {
-                    const SK_REAL v = Av[val[e]];
-                    sv[e] = v;
-                    uvec[col[e]] += v * wr[row[e]];
+                for (int32_t ti = 0; ti < ntiles; ti++) {
+                    const int32_t q = tiles[ti].row, height = tiles[ti].height, len = tiles[ti].length;
+                    const int32_t *restrict tc = col + tiles[ti].column;
+                    const SK_REAL *restrict tv = sv + tiles[ti].value;
+                    for (int32_t l = 0; l < len; l++) {
+                        SK_REAL sum = 0;
+                        for (int32_t r = 0; r < height; r++) sum += tv[l * height + r] * wr[q + r];
+                        uvec[tc[l]] += sum;
+                    }
                 }
-            } else {
-                for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
             }
             current = b;
         }
@@ -100,8 +104,7 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
             next.rows = P->rows[nb];
             next.bytes = P->unit_width[t + 1] * (int32_t)sizeof(SK_REAL);
         }
-        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, rowptr, P->entry_col + e0,
-                                                                  sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
+        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, ntiles, tiles, col, sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
                                                                   w != NULL && !P->block_sums_by_u[b] ? wr : NULL, gsum,
                                                                   w != NULL ? gb + c0 : NULL, pack, &next);
         /* Additions into this panel: X(r, c .. c+len-1) += E(src ..), and their gradient term. */

@@ -18,6 +18,10 @@
  *    added, times its weight, to `gsum` as it is stored: cheap when rows are long.
  * 2. Each output row q is accumulated in SK_NV vector registers over the entries of row q of S
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
+ *    Rows come in tiles (`tiles`: first row, height, entries per row, where the tile's columns
+ *    and values start): a tile of SK_BPROD_TILE_ROWS rows with the same columns (a dense S, for
+ *    one) reuses every vector it loads that many times, as a GEMM micro-kernel does; its values
+ *    are stored that many to a column.
  *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
  *    most three), which take the entries in turn, so that the multiply-add latency is hidden;
  *    the loop takes two entries per set at a time (fewer branches per multiply-add), and the
@@ -39,8 +43,11 @@
 #define SK_CHAINS 1
 #endif
 
+/* Six rows of the same pattern at once (a tile), if the registers hold 6 x SK_NV accumulators. */
+#define SK_TILES (SK_BPROD_TILE_ROWS * SK_NV <= SK_ACCUMULATORS)
+
 static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
-    int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, const int32_t *restrict rowptr,
+    int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, int32_t ntiles, const sk_bprod_tile *restrict tiles,
     const int32_t *restrict col, const SK_REAL *restrict sv, const SK_REAL *restrict u,
     const SK_REAL *restrict wrow, SK_REAL *restrict gsum, SK_REAL *restrict gout, SK_REAL *restrict pack,
     const sk_bprod_next *next)
@@ -91,15 +98,76 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 
     /* 2. New rows, accumulated in registers (and the next panel prefetched, a share per row). */
     const int32_t prefetch_lines = (next->bytes + 63) / 64;
-    for (int32_t q = 0; q < m; q++) {
-        if (q < next->rows) {
-            /* Row q of the next panel: a fixed number of lines per row, then its last byte. */
-            const char *begin = (const char *)next->x + (int64_t)q * next->stride;
+    for (int32_t ti = 0; ti < ntiles; ti++) {
+        const int32_t q = tiles[ti].row, height = tiles[ti].height, len = tiles[ti].length;
+        const int32_t *restrict tc = col + tiles[ti].column;
+        const SK_REAL *restrict tv = sv + tiles[ti].value;
+        for (int32_t r = q; r < q + height && r < next->rows; r++) {
+            /* Row r of the next panel: a fixed number of lines per row, then its last byte. */
+            const char *begin = (const char *)next->x + (int64_t)r * next->stride;
             for (int32_t l = 0; l < prefetch_lines; l++) __builtin_prefetch(begin + 64 * l, 0, 3);
             __builtin_prefetch(begin + next->bytes - 1, 0, 3);
         }
-        int32_t e = rowptr[q];
-        const int32_t e1 = rowptr[q + 1];
+#if SK_TILES
+        if (height == SK_BPROD_TILE_ROWS) {
+            /* Six rows sharing their columns: each vector loaded from the pack serves six
+             * accumulators (a GEMM micro-kernel, 6 x 2 vectors with AVX2); the six values of
+             * column l are adjacent. */
+#define SK_T_DECL(k) SK_V t0##k = SK_VZERO(), t1##k = SK_VZERO(), t2##k = SK_VZERO(), t3##k = SK_VZERO(), \
+                          t4##k = SK_VZERO(), t5##k = SK_VZERO();
+#define SK_T_LOAD(k) const SK_V x##k = SK_VLOAD(p + (k) * SK_VL);
+#define SK_T_FMA0(k) t0##k = SK_VFMA(b, x##k, t0##k);
+#define SK_T_FMA1(k) t1##k = SK_VFMA(b, x##k, t1##k);
+#define SK_T_FMA2(k) t2##k = SK_VFMA(b, x##k, t2##k);
+#define SK_T_FMA3(k) t3##k = SK_VFMA(b, x##k, t3##k);
+#define SK_T_FMA4(k) t4##k = SK_VFMA(b, x##k, t4##k);
+#define SK_T_FMA5(k) t5##k = SK_VFMA(b, x##k, t5##k);
+            SK_EACH(SK_T_DECL)
+            for (int32_t l = 0; l < len; l++) {
+                const SK_REAL *restrict p = pack + (int64_t)tc[l] * W;
+                const SK_REAL *restrict vl = tv + SK_BPROD_TILE_ROWS * l;
+                SK_EACH(SK_T_LOAD)
+                SK_V b = SK_VBCAST(vl);
+                SK_EACH(SK_T_FMA0)
+                b = SK_VBCAST(vl + 1);
+                SK_EACH(SK_T_FMA1)
+                b = SK_VBCAST(vl + 2);
+                SK_EACH(SK_T_FMA2)
+                b = SK_VBCAST(vl + 3);
+                SK_EACH(SK_T_FMA3)
+                b = SK_VBCAST(vl + 4);
+                SK_EACH(SK_T_FMA4)
+                b = SK_VBCAST(vl + 5);
+                SK_EACH(SK_T_FMA5)
+            }
+#define SK_T_OUT(k)                                                                              \
+            SK_STORE_K(k, X + (int64_t)q * n, t0##k);                                            \
+            SK_STORE_K(k, X + (int64_t)(q + 1) * n, t1##k);                                      \
+            SK_STORE_K(k, X + (int64_t)(q + 2) * n, t2##k);                                      \
+            SK_STORE_K(k, X + (int64_t)(q + 3) * n, t3##k);                                      \
+            SK_STORE_K(k, X + (int64_t)(q + 4) * n, t4##k);                                      \
+            SK_STORE_K(k, X + (int64_t)(q + 5) * n, t5##k);
+            SK_EACH(SK_T_OUT)
+            if (wrow != NULL) {
+                const SK_REAL *restrict wq = wrow + q;
+#define SK_T_SUM(k)                                                                              \
+                {                                                                                \
+                    SK_V sum = SK_VLOAD(gsum + (k) * SK_VL);                                     \
+                    sum = SK_VFMA(SK_VSET1(wq[0]), t0##k, sum);                                  \
+                    sum = SK_VFMA(SK_VSET1(wq[1]), t1##k, sum);                                  \
+                    sum = SK_VFMA(SK_VSET1(wq[2]), t2##k, sum);                                  \
+                    sum = SK_VFMA(SK_VSET1(wq[3]), t3##k, sum);                                  \
+                    sum = SK_VFMA(SK_VSET1(wq[4]), t4##k, sum);                                  \
+                    sum = SK_VFMA(SK_VSET1(wq[5]), t5##k, sum);                                  \
+                    SK_VSTORE(gsum + (k) * SK_VL, sum);                                          \
+                }
+                SK_EACH(SK_T_SUM)
+            }
+            continue;
+        }
+#endif
+        int32_t e = 0;
+        const int32_t e1 = len;
 #define SK_A_DECL(k) SK_V a##k = SK_VZERO();
 #define SK_B_DECL(k) SK_V b##k = SK_VZERO();
 #define SK_C_DECL(k) SK_V c##k = SK_VZERO();
@@ -109,8 +177,8 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 /* Entry e + i into the accumulators SET. */
 #define SK_ENTRY(i, SET)                                                                         \
         {                                                                                        \
-            const SK_V v = SK_VBCAST(sv + e + (i));                                              \
-            const SK_REAL *restrict p = pack + (int64_t)col[e + (i)] * W;                        \
+            const SK_V v = SK_VBCAST(tv + e + (i));                                              \
+            const SK_REAL *restrict p = pack + (int64_t)tc[e + (i)] * W;                         \
             SK_EACH(SET)                                                                         \
         }
         SK_EACH(SK_A_DECL)
@@ -174,6 +242,17 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_ROW_ZERO
 #undef SK_ROW_SUM
 #undef SK_ROW_OUT
+#undef SK_T_DECL
+#undef SK_T_LOAD
+#undef SK_T_FMA0
+#undef SK_T_FMA1
+#undef SK_T_FMA2
+#undef SK_T_FMA3
+#undef SK_T_FMA4
+#undef SK_T_FMA5
+#undef SK_T_OUT
+#undef SK_T_SUM
 }
 
 #undef SK_CHAINS
+#undef SK_TILES

@@ -204,9 +204,10 @@ void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
  *     X_b <- S_b * X_b + (additions)          (additions: X_b(r, c .. c+len-1) += E(src ..))
  *     g(g_start[b] + t) += sum over rows q of w(R_b[q]) * X_b(q, t)     (if w is given)
  *
- * S_b is stored by rows: for local row q, entries rowptr[q] .. rowptr[q+1]-1 (relative to the
- * block's first entry entry_start[b]) with local column entry_col (a row of X_b) and value
- * Av[entry_val] (entry_row repeats the row, for the column sums). The work is cut into units, each one panel of columns of one block
+ * S_b is stored by rows, in tiles: a tile is one row, or sk_bprod_tile_rows() consecutive rows
+ * with the same columns (sk_bprod_tile); its `length` columns are at entry_col + col_start[b] +
+ * column (local columns: rows of X_b), its values at Av[entry_val[entry_start[b] + value + ...]],
+ * the tile's rows' values of each column together. The work is cut into units, each one panel of columns of one block
  * (unit_col, unit_width, at most max_vectors vectors wide for the instruction set in use); a
  * unit's additions (unit_add) lie inside its panel, in the order they are applied. Units of one
  * block are consecutive. Each output is computed by one thread in a fixed order, so results are
@@ -214,18 +215,27 @@ void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
 enum { SK_ISA_GENERIC = 0, SK_ISA_AVX2 = 1, SK_ISA_AVX512 = 2 };
 
 typedef struct {
+    int32_t row;                                /* first local row */
+    int32_t height;                             /* 1, or sk_bprod_tile_rows() rows with the same columns */
+    int32_t length;                             /* entries per row */
+    int32_t column;                             /* first of its columns, from the block's col_start */
+    int32_t value;                              /* first of its values, from the block's entry_start */
+} sk_bprod_tile;
+
+typedef struct {
     int32_t nblocks;
     const int32_t *rows;                        /* nblocks: m_b */
     const int64_t *cols;                        /* nblocks: n_b */
     const int64_t *x_start;                     /* nblocks: first value of X_b */
     const int64_t *g_start;                     /* nblocks: g index of X_b's column 0 */
-    const int64_t *row_start;                   /* nblocks + 1: block b's rows in row_global; its
-                                                   m_b + 1 row pointers at rowptr + row_start[b] + b */
+    const int64_t *row_start;                   /* nblocks + 1: block b's rows in row_global */
     const int32_t *row_global;
-    const int32_t *rowptr;
-    const int64_t *entry_start;                 /* nblocks + 1 */
-    const int32_t *entry_col, *entry_val;
-    const int32_t *entry_row;                   /* the local row of each entry (for the column sums) */
+    const int64_t *tile_start;                  /* nblocks + 1: block b's tiles */
+    const sk_bprod_tile *tiles;
+    const int64_t *col_start;                   /* nblocks + 1: block b's columns in entry_col */
+    const int32_t *entry_col;
+    const int64_t *entry_start;                 /* nblocks + 1: block b's values in entry_val */
+    const int32_t *entry_val;
     const uint8_t *block_sums_by_u;             /* nblocks: 1 to form the column sums as u' X_old (u = S_b' w,
                                                    cheap with many panels), 0 to add each new row as stored */
     int32_t nunits;
@@ -261,6 +271,10 @@ int32_t sk_bprod_lanes(int level, int single);
 /* The widest panel, in vectors, for a block of `rows` rows: what the registers hold, narrowed so
  * that the packed panel stays in the L1 cache. */
 int32_t sk_bprod_max_vectors(int level, int single, int32_t rows);
+/* Rows of a tile (sk_bprod_tile.height when not 1), and the widest panel, in vectors, whose
+ * kernel takes rows a tile at a time. */
+int32_t sk_bprod_tile_rows(void);
+int32_t sk_bprod_tile_vectors(int level);
 /* Scratch bytes one thread needs for a plan. */
 size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single);
 void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call);

@@ -134,7 +134,8 @@ final class BlockProductPlanTests: XCTestCase {
     ]
 
     func testEveryKernelAndPanelWidthMatchesTheReference() throws {
-        let p = problem(seed: 1, n: 24, density: 0.3, blockShapes: shapes)
+        // Sparse rows (tiles of one row), and dense ones (tiles of four rows sharing their columns).
+        for p in [problem(seed: 1, n: 24, density: 0.3, blockShapes: shapes), problem(seed: 8, n: 24, density: 1, blockShapes: shapes)] {
         for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
             for vectors in [nil] + (1...12).map({ Optional($0) }) {
                 try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 2, tolerance: 1e-13)
@@ -142,6 +143,7 @@ final class BlockProductPlanTests: XCTestCase {
                           withSums: true, seed: 2, tolerance: 2e-5)
             }
             try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: false, seed: 3, tolerance: 1e-13)
+        }
         }
     }
 

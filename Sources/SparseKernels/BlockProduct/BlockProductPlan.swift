@@ -126,6 +126,7 @@ public final class BlockProductPlan: Sendable {
     // Plan arrays, in two flat buffers (offsets into them below), handed to C as pointers.
     private let int32Data: [Int32]
     private let int64Data: [Int64]
+    private let tiles: [sk_bprod_tile]
     /// Per block: form the column sums as u'·X_old with u = S_bᵀw (1), or row by row (0).
     private let sumsByU: [UInt8]
     private let offsets: Offsets
@@ -136,10 +137,11 @@ public final class BlockProductPlan: Sendable {
 
     private struct Offsets: Sendable {
         // Int32 arrays
-        var rows = 0, rowGlobal = 0, rowPointers = 0, entryColumn = 0, entryValue = 0, entryRow = 0
+        var rows = 0, rowGlobal = 0, entryColumn = 0, entryValue = 0
         var unitBlock = 0, unitColumn = 0, unitWidth = 0, addRow = 0, addColumn = 0, addCount = 0
         // Int64 arrays
-        var columns = 0, valueStart = 0, sumStart = 0, rowStart = 0, entryStart = 0, unitAdd = 0, addSource = 0
+        var columns = 0, valueStart = 0, sumStart = 0, rowStart = 0, tileStart = 0, columnStart = 0, entryStart = 0
+        var unitAdd = 0, addSource = 0
     }
 
     /// Builds the plan.
@@ -240,13 +242,85 @@ public final class BlockProductPlan: Sendable {
             }
         }
 
-        // Panels: each block's columns cut into nearly equal panels no wider than the kernel's.
+        // Tiles and panels are decided per block once S_b is known, so the budget is checked
+        // first with the most they can need: one tile per row, one panel per vector.
+        let tileVectors = Int(sk_bprod_tile_vectors(kernel.level))
+        var upperUnits = 0
+        for block in blocks where !block.rows.isEmpty { upperUnits += (block.columnCount + lanes - 1) / lanes }
+        var upperPieces = 0
+        for addition in additions where addition.count > 0 { upperPieces += (addition.count + lanes - 1) / lanes + 1 }
+        let int32Count = blocks.count + totalRows + 5 * totalRows + 2 * totalEntries + 3 * upperUnits + 3 * upperPieces
+        let int64Count = 4 * blocks.count + 4 * (blocks.count + 1) + (upperUnits + 1) + upperPieces
+        let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1) + blocks.count
+        guard needed <= memoryBudget else {
+            throw SparseKernelsError.memoryBudgetExceeded(what: "a block product plan (\(blocks.count) blocks, \(totalEntries) submatrix entries)",
+                                                          neededBytes: needed, budgetBytes: memoryBudget)
+        }
+
+        // S_b by rows, in tiles: six consecutive rows with the same columns become one tile
+        // (their values six to a column) where at least half the rows can, and the kernel has
+        // registers for it; other rows are tiles of one.
+        let tileRows = Int(sk_bprod_tile_rows())
+        var tiles = [sk_bprod_tile](), tileStart: [Int64] = [0], columnStart: [Int64] = [0], entryStart: [Int64] = [0]
+        var entryColumn = [Int32](), entryValue = [Int32]()
+        entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
+        var tiledBlock = [Bool](repeating: false, count: blocks.count)
+        var multiplyAdds = 0
+        for (b, block) in blocks.enumerated() {
+            let m = block.rows.count
+            for (q, r) in block.rows.enumerated() { mark[Int(r)] = Int32(q) }
+            var rowColumns = [[Int32]](repeating: [], count: m), rowValues = [[Int32]](repeating: [], count: m)
+            for (q, r) in block.rows.enumerated() {
+                for p in Int(rowsOfA.pattern.columnPointers[Int(r)])..<Int(rowsOfA.pattern.columnPointers[Int(r) + 1]) {
+                    let j = mark[Int(rowsOfA.pattern.rowIndices[p])]
+                    if j < 0 { continue }
+                    let position = Int(rowsOfA.position[p])
+                    rowColumns[q].append(j)
+                    rowValues[q].append(aValueIndex.map { $0[position] } ?? Int32(position))
+                }
+            }
+            for r in block.rows { mark[Int(r)] = -1 }
+            multiplyAdds += entriesOfBlock[b] * block.columnCount
+            // Where tileRows consecutive rows share their columns.
+            var starts = [Bool](repeating: false, count: m)
+            var q = 0, tiledRows = 0
+            while q + tileRows <= m {
+                if !rowColumns[q].isEmpty && (q + 1 ..< q + tileRows).allSatisfy({ rowColumns[$0] == rowColumns[q] }) {
+                    starts[q] = true; tiledRows += tileRows; q += tileRows
+                } else { q += 1 }
+            }
+            let tiled = tileVectors > 0 && 2 * tiledRows >= m && m > 0
+            tiledBlock[b] = tiled
+            let firstColumn = entryColumn.count, firstValue = entryValue.count
+            q = 0
+            while q < m {
+                let tile = tiled && starts[q]
+                let length = rowColumns[q].count
+                tiles.append(sk_bprod_tile(row: Int32(q), height: Int32(tile ? tileRows : 1), length: Int32(length),
+                                           column: Int32(entryColumn.count - firstColumn), value: Int32(entryValue.count - firstValue)))
+                entryColumn += rowColumns[q]
+                if tile {
+                    for l in 0..<length { for r in 0..<tileRows { entryValue.append(rowValues[q + r][l]) } }
+                    q += tileRows
+                } else {
+                    entryValue += rowValues[q]
+                    q += 1
+                }
+            }
+            tileStart.append(Int64(tiles.count))
+            columnStart.append(Int64(entryColumn.count))
+            entryStart.append(Int64(entryValue.count))
+        }
+
+        // Panels: each block's columns cut into nearly equal panels no wider than the kernel's
+        // (and, for tiled blocks, than its four-row kernel's).
         var panelsOfBlock = [[(column: Int, width: Int)]]()
         var widestPanel = 1
-        for block in blocks {
+        for (b, block) in blocks.enumerated() {
             var panels: [(column: Int, width: Int)] = []
             if block.columnCount > 0 && !block.rows.isEmpty {
-                let most = maximumPanelVectors ?? Int(sk_bprod_max_vectors(kernel.level, single, Int32(block.rows.count)))
+                var most = maximumPanelVectors ?? Int(sk_bprod_max_vectors(kernel.level, single, Int32(block.rows.count)))
+                if tiledBlock[b] { most = min(most, tileVectors) }
                 let vectors = (block.columnCount + lanes - 1) / lanes
                 let count = (vectors + most - 1) / most
                 let per = (vectors + count - 1) / count
@@ -261,21 +335,6 @@ public final class BlockProductPlan: Sendable {
             panelsOfBlock.append(panels)
         }
         let units = panelsOfBlock.reduce(0) { $0 + $1.count }
-        // Additions cut at panel edges.
-        var pieces = 0
-        for addition in additions where addition.count > 0 {
-            for panel in panelsOfBlock[addition.block]
-            where panel.column < addition.column + addition.count && addition.column < panel.column + panel.width {
-                pieces += 1
-            }
-        }
-        let int32Count = blocks.count + totalRows + (totalRows + blocks.count) + 3 * totalEntries + 3 * units + 3 * pieces
-        let int64Count = 4 * blocks.count + 2 * (blocks.count + 1) + (units + 1) + pieces
-        let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1)
-        guard needed <= memoryBudget else {
-            throw SparseKernelsError.memoryBudgetExceeded(what: "a block product plan (\(blocks.count) blocks, \(totalEntries) submatrix entries)",
-                                                          neededBytes: needed, budgetBytes: memoryBudget)
-        }
 
         // Fill.
         var o = Offsets()
@@ -293,40 +352,11 @@ public final class BlockProductPlan: Sendable {
         var rowStart = 0
         for block in blocks { i64.append(Int64(rowStart)); rowStart += block.rows.count }
         i64.append(Int64(rowStart))
-        o.entryStart = i64.count
-        var entryStart = 0
-        for b in blocks.indices { i64.append(Int64(entryStart)); entryStart += entriesOfBlock[b] }
-        i64.append(Int64(entryStart))
-        // S_b by rows: local column and A value position of each entry.
-        var entryColumn = [Int32](), entryValue = [Int32](), rowPointers = [Int32]()
-        entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
-        rowPointers.reserveCapacity(totalRows + blocks.count)
-        var entryRow = [Int32]()
-        entryRow.reserveCapacity(totalEntries)
-        var multiplyAdds = 0
-        for block in blocks {
-            for (q, r) in block.rows.enumerated() { mark[Int(r)] = Int32(q) }
-            var local: Int32 = 0
-            rowPointers.append(0)
-            for (q, r) in block.rows.enumerated() {
-                for p in Int(rowsOfA.pattern.columnPointers[Int(r)])..<Int(rowsOfA.pattern.columnPointers[Int(r) + 1]) {
-                    let j = mark[Int(rowsOfA.pattern.rowIndices[p])]
-                    if j < 0 { continue }
-                    let position = Int(rowsOfA.position[p])
-                    entryColumn.append(j)
-                    entryValue.append(aValueIndex.map { $0[position] } ?? Int32(position))
-                    entryRow.append(Int32(q))
-                    local += 1
-                }
-                rowPointers.append(local)
-            }
-            multiplyAdds += Int(local) * block.columnCount
-            for r in block.rows { mark[Int(r)] = -1 }
-        }
-        o.rowPointers = i32.count; i32 += rowPointers
+        o.tileStart = i64.count; i64 += tileStart
+        o.columnStart = i64.count; i64 += columnStart
+        o.entryStart = i64.count; i64 += entryStart
         o.entryColumn = i32.count; i32 += entryColumn
         o.entryValue = i32.count; i32 += entryValue
-        o.entryRow = i32.count; i32 += entryRow
         // Units, and the additions cut into them (in order within each unit).
         var unitOfBlock = [Int](repeating: 0, count: blocks.count + 1)
         for b in blocks.indices { unitOfBlock[b + 1] = unitOfBlock[b] + panelsOfBlock[b].count }
@@ -377,6 +407,7 @@ public final class BlockProductPlan: Sendable {
         self.threadCount = threads
         self.int32Data = i32
         self.int64Data = i64
+        self.tiles = tiles
         // The column sums cost, per block, either one pass over S_b's entries (u = S_bᵀw, then
         // u'·X_old while packing: free) or, row by row, a vector multiply-add per stored vector
         // (about half the cost per item): the first pays when rows are short against the
@@ -467,17 +498,19 @@ public final class BlockProductPlan: Sendable {
     private func withRawPlan<R>(_ body: (UnsafePointer<sk_bprod_plan>) throws -> R) rethrows -> R {
         try withNonNullPointer(int32Data) { i32 in
             try withNonNullPointer(sumsByU) { byU in
+            try withNonNullPointer(tiles) { tiles in
             try withNonNullPointer(int64Data) { i64 in
                 let o = offsets
                 var raw = sk_bprod_plan(
                     nblocks: Int32(blockCount), rows: i32 + o.rows, cols: i64 + o.columns, x_start: i64 + o.valueStart,
                     g_start: i64 + o.sumStart, row_start: i64 + o.rowStart, row_global: i32 + o.rowGlobal,
-                    rowptr: i32 + o.rowPointers, entry_start: i64 + o.entryStart, entry_col: i32 + o.entryColumn,
-                    entry_val: i32 + o.entryValue, entry_row: i32 + o.entryRow, block_sums_by_u: byU, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
+                    tile_start: i64 + o.tileStart, tiles: tiles, col_start: i64 + o.columnStart, entry_col: i32 + o.entryColumn,
+                    entry_start: i64 + o.entryStart, entry_val: i32 + o.entryValue, block_sums_by_u: byU, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
                     unit_col: i32 + o.unitColumn, unit_width: i32 + o.unitWidth, unit_add: i64 + o.unitAdd,
                     add_row: i32 + o.addRow, add_col: i32 + o.addColumn, add_len: i32 + o.addCount,
                     add_src: i64 + o.addSource, max_rows: maxRows, max_vectors: maxVectors, max_entries: maxEntries)
                 return try withUnsafePointer(to: &raw) { try body($0) }
+            }
             }
             }
         }
