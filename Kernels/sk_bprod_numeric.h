@@ -76,7 +76,8 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
              * local row, and u = S' w(R) if the column sums are formed from it. */
             const int64_t e0 = P->entry_start[b], ne = P->entry_start[b + 1] - e0;
             const int32_t *restrict val = P->entry_val + e0;
-            for (int64_t e = 0; e < ne; e++) sv[e] = Av[val[e]];
+            /* A value index of -1 is a zero (the padding of a tile shorter than its kernel). */
+            for (int64_t e = 0; e < ne; e++) sv[e] = val[e] >= 0 ? Av[val[e]] : 0;
             if (w != NULL) for (int32_t q = 0; q < m; q++) wr[q] = w[rows[q]];
             if (w != NULL && P->block_sums_by_u[b]) {
                 for (int32_t q = 0; q < m; q++) uvec[q] = 0;
@@ -86,7 +87,8 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
                     const SK_REAL *restrict tv = sv + tiles[ti].value;
                     for (int32_t l = 0; l < len; l++) {
                         SK_REAL sum = 0;
-                        for (int32_t r = 0; r < height; r++) sum += tv[l * height + r] * wr[q + r];
+                        const int32_t stride = height > 1 ? SK_BPROD_TILE_ROWS : 1;
+                        for (int32_t r = 0; r < height; r++) sum += tv[l * stride + r] * wr[q + r];
                         uvec[tc[l]] += sum;
                     }
                 }

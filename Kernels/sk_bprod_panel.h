@@ -109,10 +109,10 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
             __builtin_prefetch(begin + next->bytes - 1, 0, 3);
         }
 #if SK_TILES
-        if (height == SK_BPROD_TILE_ROWS) {
-            /* Six rows sharing their columns: each vector loaded from the pack serves six
+        if (height > 1) {
+            /* Up to six rows sharing their columns: each vector loaded from the pack serves six
              * accumulators (a GEMM micro-kernel, 6 x 2 vectors with AVX2); the six values of
-             * column l are adjacent. */
+             * column l are adjacent (zeros beyond the tile's height, whose rows are not stored). */
 #define SK_T_DECL(k) SK_V t0##k = SK_VZERO(), t1##k = SK_VZERO(), t2##k = SK_VZERO(), t3##k = SK_VZERO(), \
                           t4##k = SK_VZERO(), t5##k = SK_VZERO();
 #define SK_T_LOAD(k) const SK_V x##k = SK_VLOAD(p + (k) * SK_VL);
@@ -143,13 +143,15 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #define SK_T_OUT(k)                                                                              \
             SK_STORE_K(k, X + (int64_t)q * n, t0##k);                                            \
             SK_STORE_K(k, X + (int64_t)(q + 1) * n, t1##k);                                      \
-            SK_STORE_K(k, X + (int64_t)(q + 2) * n, t2##k);                                      \
-            SK_STORE_K(k, X + (int64_t)(q + 3) * n, t3##k);                                      \
-            SK_STORE_K(k, X + (int64_t)(q + 4) * n, t4##k);                                      \
-            SK_STORE_K(k, X + (int64_t)(q + 5) * n, t5##k);
+            if (height > 2) SK_STORE_K(k, X + (int64_t)(q + 2) * n, t2##k);                      \
+            if (height > 3) SK_STORE_K(k, X + (int64_t)(q + 3) * n, t3##k);                      \
+            if (height > 4) SK_STORE_K(k, X + (int64_t)(q + 4) * n, t4##k);                      \
+            if (height > 5) SK_STORE_K(k, X + (int64_t)(q + 5) * n, t5##k);
             SK_EACH(SK_T_OUT)
             if (wrow != NULL) {
-                const SK_REAL *restrict wq = wrow + q;
+                const SK_REAL wq[SK_BPROD_TILE_ROWS] = { wrow[q], wrow[q + 1], height > 2 ? wrow[q + 2] : 0,
+                                                         height > 3 ? wrow[q + 3] : 0, height > 4 ? wrow[q + 4] : 0,
+                                                         height > 5 ? wrow[q + 5] : 0 };
 #define SK_T_SUM(k)                                                                              \
                 {                                                                                \
                     SK_V sum = SK_VLOAD(gsum + (k) * SK_VL);                                     \

@@ -132,6 +132,7 @@ def numpy_rnn_step(model):
     units = model.unit_of_parameters()
     columns = np.arange(p)
     I = np.zeros((k, p))
+    spare = [np.zeros((k, p))]  # the next J, written in place (no allocation per step)
 
     def step(s, J, g, x, target):
         h_new = np.tanh(W_ih @ x + b_ih + W_hh @ s + b_hh)
@@ -139,9 +140,11 @@ def numpy_rnn_step(model):
         D = a[:, None] * W_hh
         feature = np.concatenate([x[ih_cols], s[hh_cols], np.ones(2 * k)])
         I[units, columns] = a[units] * feature
-        J = D @ J
-        J += I
+        J_new = spare[0]
+        np.matmul(D, J, out=J_new)
+        J_new += I
         I[units, columns] = 0
+        spare[0], J = J, J_new
         logits = model.w_out @ h_new + model.b_out
         e = np.exp(logits - logits.max())
         prob = e / e.sum()

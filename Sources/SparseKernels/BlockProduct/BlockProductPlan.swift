@@ -249,7 +249,8 @@ public final class BlockProductPlan: Sendable {
         for block in blocks where !block.rows.isEmpty { upperUnits += (block.columnCount + lanes - 1) / lanes }
         var upperPieces = 0
         for addition in additions where addition.count > 0 { upperPieces += (addition.count + lanes - 1) / lanes + 1 }
-        let int32Count = blocks.count + totalRows + 5 * totalRows + 2 * totalEntries + 3 * upperUnits + 3 * upperPieces
+        // (A tile pads its values to six a column: at most three times its entries.)
+        let int32Count = blocks.count + totalRows + 5 * totalRows + 4 * totalEntries + 3 * upperUnits + 3 * upperPieces
         let int64Count = 4 * blocks.count + 4 * (blocks.count + 1) + (upperUnits + 1) + upperPieces
         let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1) + blocks.count
         guard needed <= memoryBudget else {
@@ -257,9 +258,9 @@ public final class BlockProductPlan: Sendable {
                                                           neededBytes: needed, budgetBytes: memoryBudget)
         }
 
-        // S_b by rows, in tiles: six consecutive rows with the same columns become one tile
-        // (their values six to a column) where at least half the rows can, and the kernel has
-        // registers for it; other rows are tiles of one.
+        // S_b by rows, in tiles: up to six consecutive rows with the same columns become one tile
+        // (their values six to a column, padded with zeros) where at least half the rows can, and
+        // the kernel has registers for it; other rows are tiles of one.
         let tileRows = Int(sk_bprod_tile_rows())
         var tiles = [sk_bprod_tile](), tileStart: [Int64] = [0], columnStart: [Int64] = [0], entryStart: [Int64] = [0]
         var entryColumn = [Int32](), entryValue = [Int32]()
@@ -281,27 +282,29 @@ public final class BlockProductPlan: Sendable {
             }
             for r in block.rows { mark[Int(r)] = -1 }
             multiplyAdds += entriesOfBlock[b] * block.columnCount
-            // Where tileRows consecutive rows share their columns.
-            var starts = [Bool](repeating: false, count: m)
+            // Runs of up to tileRows consecutive rows (at least two) that share their columns.
+            var height = [Int](repeating: 1, count: m)
             var q = 0, tiledRows = 0
-            while q + tileRows <= m {
-                if !rowColumns[q].isEmpty && (q + 1 ..< q + tileRows).allSatisfy({ rowColumns[$0] == rowColumns[q] }) {
-                    starts[q] = true; tiledRows += tileRows; q += tileRows
-                } else { q += 1 }
+            while q < m {
+                var h = 1
+                while h < tileRows && q + h < m && !rowColumns[q].isEmpty && rowColumns[q + h] == rowColumns[q] { h += 1 }
+                if h > 1 { height[q] = h; tiledRows += h }
+                q += h
             }
             let tiled = tileVectors > 0 && 2 * tiledRows >= m && m > 0
             tiledBlock[b] = tiled
             let firstColumn = entryColumn.count, firstValue = entryValue.count
             q = 0
             while q < m {
-                let tile = tiled && starts[q]
+                let h = tiled ? height[q] : 1
                 let length = rowColumns[q].count
-                tiles.append(sk_bprod_tile(row: Int32(q), height: Int32(tile ? tileRows : 1), length: Int32(length),
+                tiles.append(sk_bprod_tile(row: Int32(q), height: Int32(h), length: Int32(length),
                                            column: Int32(entryColumn.count - firstColumn), value: Int32(entryValue.count - firstValue)))
                 entryColumn += rowColumns[q]
-                if tile {
-                    for l in 0..<length { for r in 0..<tileRows { entryValue.append(rowValues[q + r][l]) } }
-                    q += tileRows
+                if h > 1 {
+                    // tileRows values per column, the rows beyond the tile's height zero (index −1).
+                    for l in 0..<length { for r in 0..<tileRows { entryValue.append(r < h ? rowValues[q + r][l] : -1) } }
+                    q += h
                 } else {
                     entryValue += rowValues[q]
                     q += 1
@@ -310,6 +313,7 @@ public final class BlockProductPlan: Sendable {
             tileStart.append(Int64(tiles.count))
             columnStart.append(Int64(entryColumn.count))
             entryStart.append(Int64(entryValue.count))
+            maxEntries = max(maxEntries, entryValue.count - firstValue)
         }
 
         // Panels: each block's columns cut into nearly equal panels no wider than the kernel's
