@@ -163,6 +163,19 @@ final class CommandTests: XCTestCase {
                     "flops_per_step", "bytes_per_step"] {
             XCTAssertNotNil(step[key], key)
         }
+        // The roofline, measured in the same run: a copy always, a GEMM where OpenBLAS is installed.
+        let copy = try XCTUnwrap(step["copy_bandwidth_gbs"] as? Double)
+        XCTAssertGreaterThan(copy, 0.1)
+        let gemmSource = try XCTUnwrap(step["gemm"] as? String)
+        if !gemmSource.hasPrefix("no OpenBLAS") {
+            XCTAssertGreaterThan(try XCTUnwrap(step["gemm_rate_g"] as? Double), 0.1)
+            let roof = try XCTUnwrap(step["roofline_seconds"] as? Double), median = try XCTUnwrap(step["seconds_per_step"] as? Double)
+            XCTAssertEqual(try XCTUnwrap(step["roofline_fraction"] as? Double), roof / median, accuracy: 0.5 * roof / median,
+                           "the fraction is the roof over the time (per round, then the median)")
+            XCTAssertTrue(["compute", "memory"].contains(step["roofline_bound"] as? String ?? ""))
+        }
+        let bare = try runJSON(["bench", "step", "--model", path, "--method", "snap-2", "--steps", "3", "--no-roofline"])
+        XCTAssertNil(bare["roofline_fraction"])
         let pattern = try runJSON(["pattern", "--model", path, "--n", "2"])
         XCTAssertEqual(step["influence_nonzeros"] as? Int, pattern["influence_nonzeros"] as? Int)
         XCTAssertEqual(step["flops_per_step"] as? Int, pattern["flops_per_step"] as? Int)
