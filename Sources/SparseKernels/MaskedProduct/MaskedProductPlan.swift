@@ -20,7 +20,7 @@ import Foundation
 ///   length m and gathered at M's rows. It does every multiply-add of A·B, masked or not, so it
 ///   suits masks that hold most of A·B's pattern, or plans the `runs` layout cannot afford.
 ///
-/// The default chooses the layout with the lower estimated cost (see `Docs/KERNELS.md` for the
+/// The default chooses the layout with the lower estimated cost (see `Docs/DESIGN.md` for the
 /// measurements behind the estimate). With more than one thread, columns of C are split into
 /// contiguous ranges of equal estimated work; each column is computed by one thread in a fixed
 /// order, so results are bit-identical whatever the thread count.
@@ -104,7 +104,7 @@ public final class MaskedProductPlan: @unchecked Sendable {
         let runsBytes = 16 * totalRuns + 8 * (n + 1) + 4 * (threads + 1)
         let accumulatorBytes = 8 * m * threads + 4 * (threads + 1)
 
-        // Estimated cost, in units of one streamed multiply-add (Docs/KERNELS.md).
+        // Estimated cost, in units of one streamed multiply-add (Docs/DESIGN.md).
         let runsCost = 6 * totalRuns + maskedFlops + mask.nonzeroCount
         let accumulatorCost = 3 * unmaskedFlops + 2 * mask.nonzeroCount
         var chosen: Layout
