@@ -52,6 +52,16 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
 
 int32_t sk_bprod_tile_rows(void) { return SK_BPROD_TILE_ROWS; }
 
+int32_t sk_bprod_pair_vectors(int level)
+{
+    /* 2 x vectors accumulators and the vectors loaded (SK_PAIR_VECTORS of the instruction set). */
+    switch (level) {
+    case SK_ISA_AVX512: return 8;
+    case SK_ISA_AVX2: return 4;
+    default: return 1;
+    }
+}
+
 int32_t sk_bprod_tile_vectors(int level)
 {
     /* SK_BPROD_TILE_ROWS x vectors accumulators must fit the registers the kernels leave for

@@ -87,7 +87,7 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
                     const SK_REAL *restrict tv = sv + tiles[ti].value;
                     for (int32_t l = 0; l < len; l++) {
                         SK_REAL sum = 0;
-                        const int32_t stride = height > 1 ? SK_BPROD_TILE_ROWS : 1;
+                        const int32_t stride = height > 2 ? SK_BPROD_TILE_ROWS : height;
                         for (int32_t r = 0; r < height; r++) sum += tv[l * stride + r] * wr[q + r];
                         uvec[tc[l]] += sum;
                     }

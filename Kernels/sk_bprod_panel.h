@@ -19,9 +19,10 @@
  * 2. Each output row q is accumulated in SK_NV vector registers over the entries of row q of S
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
  *    Rows come in tiles (`tiles`: first row, height, entries per row, where the tile's columns
- *    and values start): a tile of SK_BPROD_TILE_ROWS rows with the same columns (a dense S, for
- *    one) reuses every vector it loads that many times, as a GEMM micro-kernel does; its values
- *    are stored that many to a column.
+ *    and values start): a tile of rows with the same columns reuses every vector it loads for
+ *    each of them — two rows (an LSTM unit's h and c) in registers of their own, or up to
+ *    SK_BPROD_TILE_ROWS (a dense S) as a GEMM micro-kernel does; its values are stored two, or
+ *    SK_BPROD_TILE_ROWS (zero-padded), to a column.
  *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
  *    most three), which take the entries in turn, so that the multiply-add latency is hidden;
  *    the loop takes two entries per set at a time (fewer branches per multiply-add), and the
@@ -43,8 +44,10 @@
 #define SK_CHAINS 1
 #endif
 
-/* Six rows of the same pattern at once (a tile), if the registers hold 6 x SK_NV accumulators. */
+/* Six rows of the same pattern at once (a tile), if the registers hold 6 x SK_NV accumulators;
+ * two rows at once (a pair), if they hold 2 x SK_NV accumulators and the SK_NV vectors loaded. */
 #define SK_TILES (SK_BPROD_TILE_ROWS * SK_NV <= SK_ACCUMULATORS)
+#define SK_PAIRS (SK_NV <= SK_PAIR_VECTORS)
 
 static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, int32_t ntiles, const sk_bprod_tile *restrict tiles,
@@ -108,6 +111,35 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
             for (int32_t l = 0; l < prefetch_lines; l++) __builtin_prefetch(begin + 64 * l, 0, 3);
             __builtin_prefetch(begin + next->bytes - 1, 0, 3);
         }
+#if SK_PAIRS
+        if (height == 2) {
+            /* Two rows sharing their columns (an LSTM unit's h and c rows): each vector loaded
+             * from the pack serves both; the two values of column l are adjacent. */
+#define SK_P_DECL(k) SK_V r0##k = SK_VZERO(), r1##k = SK_VZERO();
+#define SK_P_STEP(k)                                                                             \
+                {                                                                                \
+                    const SK_V x = SK_VLOAD(p + (k) * SK_VL);                                    \
+                    r0##k = SK_VFMA(b0, x, r0##k);                                               \
+                    r1##k = SK_VFMA(b1, x, r1##k);                                               \
+                }
+            SK_EACH(SK_P_DECL)
+            for (int32_t l = 0; l < len; l++) {
+                const SK_REAL *restrict p = pack + (int64_t)tc[l] * W;
+                const SK_V b0 = SK_VBCAST(tv + 2 * l), b1 = SK_VBCAST(tv + 2 * l + 1);
+                SK_EACH(SK_P_STEP)
+            }
+#define SK_P_OUT(k)                                                                              \
+            SK_STORE_K(k, X + (int64_t)q * n, r0##k);                                            \
+            SK_STORE_K(k, X + (int64_t)(q + 1) * n, r1##k);
+            SK_EACH(SK_P_OUT)
+            if (wrow != NULL) {
+                const SK_V w0 = SK_VSET1(wrow[q]), w1 = SK_VSET1(wrow[q + 1]);
+#define SK_P_SUM(k) SK_VSTORE(gsum + (k) * SK_VL, SK_VFMA(w1, r1##k, SK_VFMA(w0, r0##k, SK_VLOAD(gsum + (k) * SK_VL))));
+                SK_EACH(SK_P_SUM)
+            }
+            continue;
+        }
+#endif
 #if SK_TILES
         if (height > 1) {
             /* Up to six rows sharing their columns: each vector loaded from the pack serves six
@@ -244,6 +276,10 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_ROW_ZERO
 #undef SK_ROW_SUM
 #undef SK_ROW_OUT
+#undef SK_P_DECL
+#undef SK_P_STEP
+#undef SK_P_OUT
+#undef SK_P_SUM
 #undef SK_T_DECL
 #undef SK_T_LOAD
 #undef SK_T_FMA0
@@ -258,3 +294,4 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 
 #undef SK_CHAINS
 #undef SK_TILES
+#undef SK_PAIRS

@@ -207,8 +207,8 @@ void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
  * S_b is stored by rows, in tiles: a tile is one row, or up to sk_bprod_tile_rows() consecutive
  * rows with the same columns (sk_bprod_tile); its `length` columns are at entry_col +
  * col_start[b] + column (local columns: rows of X_b), its values at Av[entry_val[entry_start[b] +
- * value + ...]], for a tile of rows sk_bprod_tile_rows() to each column (a value index of -1, the
- * padding of a shorter tile, reads as zero). The work is cut into units, each one panel of columns of one block
+ * value + ...]], for a tile of two rows two to a column, of more sk_bprod_tile_rows() to a
+ * column (a value index of -1, the padding of a shorter tile, reads as zero). The work is cut into units, each one panel of columns of one block
  * (unit_col, unit_width, at most max_vectors vectors wide for the instruction set in use); a
  * unit's additions (unit_add) lie inside its panel, in the order they are applied. Units of one
  * block are consecutive. Each output is computed by one thread in a fixed order, so results are
@@ -218,6 +218,7 @@ enum { SK_ISA_GENERIC = 0, SK_ISA_AVX2 = 1, SK_ISA_AVX512 = 2 };
 typedef struct {
     int32_t row;                                /* first local row */
     int32_t height;                             /* 1, or 2 to sk_bprod_tile_rows() rows with the same columns */
+                                                /* (values per column: 1, 2, or sk_bprod_tile_rows() for more) */
     int32_t length;                             /* entries per row */
     int32_t column;                             /* first of its columns, from the block's col_start */
     int32_t value;                              /* first of its values, from the block's entry_start */
@@ -276,6 +277,8 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows);
  * kernel takes rows a tile at a time. */
 int32_t sk_bprod_tile_rows(void);
 int32_t sk_bprod_tile_vectors(int level);
+/* The widest panel, in vectors, whose kernel takes rows two at a time. */
+int32_t sk_bprod_pair_vectors(int level);
 /* Scratch bytes one thread needs for a plan. */
 size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single);
 void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call);

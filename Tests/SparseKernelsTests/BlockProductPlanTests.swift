@@ -48,6 +48,29 @@ final class BlockProductPlanTests: XCTestCase {
                        columnSumCount: sumStart + 2)
     }
 
+    /// A problem whose rows come in pairs with the same columns (rows 2i and 2i + 1 of A, as an
+    /// LSTM unit's h and c rows in D), listed pair by pair in the blocks, some pairs split.
+    private func pairedProblem(seed: UInt64, n: Int, density: Double, blockShapes: [(rows: Int, columns: Int)]) -> Problem {
+        var p = problem(seed: seed, n: n, density: density, blockShapes: blockShapes)
+        var random = RandomSparse(seed: seed &+ 1)
+        var entries: [(row: Int, column: Int)] = []
+        for pair in 0..<n / 2 {
+            for j in 0..<n where Double.random(in: 0..<1, using: &random.generator) < density {
+                entries.append((2 * pair, j)); entries.append((2 * pair + 1, j))
+            }
+        }
+        p.a = try! SparsityPattern(rowCount: n, columnCount: n, entries: entries)
+        p.valueIndex = (0..<Int32(p.a.nonzeroCount)).map { $0 }.shuffled(using: &random.generator)
+        p.aValues = random.values(p.a.nonzeroCount)
+        for b in p.blocks.indices {
+            let pairs = Array(0..<n / 2).shuffled(using: &random.generator)
+            var rows = pairs.flatMap { [Int32(2 * $0), Int32(2 * $0 + 1)] }.prefix(p.blocks[b].rows.count)
+            if b % 3 == 2, rows.count > 3 { rows.swapAt(rows.startIndex + 1, rows.startIndex + 2) } // split two pairs
+            p.blocks[b].rows = Array(rows)
+        }
+        return p
+    }
+
     /// The plain reference: dense S_b, row by row.
     private func reference(_ p: Problem, x: [Double], additions e: [Double], weights w: [Double]?,
                            sums: [Double]) -> (x: [Double], sums: [Double]) {
@@ -101,6 +124,7 @@ final class BlockProductPlanTests: XCTestCase {
         let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
                                         additions: additions, columnSumCount: p.columnSumCount, threads: threads,
                                         kernel: kernel, maximumPanelVectors: panelVectors, scalar: S.self)
+        lastPlan = plan
         var random = RandomSparse(seed: seed)
         var x: [S] = random.values(plan.valueCount)
         let e: [S] = random.values(plan.additionValueCount)
@@ -129,13 +153,19 @@ final class BlockProductPlanTests: XCTestCase {
         return (x, sums)
     }
 
+    /// The plan of the last `check` (to see which kernels it chose).
+    private var lastPlan: BlockProductPlan?
+
     private let shapes: [(rows: Int, columns: Int)] = [
         (7, 93), (0, 5), (3, 0), (1, 1), (12, 31), (20, 200), (2, 3), (16, 64), (5, 17), (9, 1),
     ]
 
     func testEveryKernelAndPanelWidthMatchesTheReference() throws {
-        // Sparse rows (tiles of one row), and dense ones (tiles of four rows sharing their columns).
-        for p in [problem(seed: 1, n: 24, density: 0.3, blockShapes: shapes), problem(seed: 8, n: 24, density: 1, blockShapes: shapes)] {
+        // Sparse rows (tiles of one row), rows in pairs with the same columns (tiles of two), and
+        // dense ones (tiles of up to six rows sharing their columns).
+        for (index, p) in [problem(seed: 1, n: 24, density: 0.3, blockShapes: shapes),
+                           pairedProblem(seed: 9, n: 24, density: 0.3, blockShapes: shapes),
+                           problem(seed: 8, n: 24, density: 1, blockShapes: shapes)].enumerated() {
         for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
             for vectors in [nil] + (1...12).map({ Optional($0) }) {
                 try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 2, tolerance: 1e-13)
@@ -143,6 +173,13 @@ final class BlockProductPlanTests: XCTestCase {
                           withSums: true, seed: 2, tolerance: 2e-5)
             }
             try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: false, seed: 3, tolerance: 1e-13)
+            // Each problem exercises the kernel it was made for.
+            let plan = try XCTUnwrap(lastPlan)
+            switch index {
+            case 0: XCTAssertEqual(plan.pairedRows + plan.tiledRows, 0, "\(kernel)")
+            case 1: XCTAssertGreaterThan(plan.pairedRows, 20, "\(kernel)")
+            default: XCTAssertGreaterThan(plan.tiledRows, 50, "\(kernel)")
+            }
         }
         }
     }

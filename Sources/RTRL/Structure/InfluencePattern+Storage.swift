@@ -4,9 +4,10 @@ import SparseKernels
 extension InfluencePattern {
     /// The unit blocks for the kernel layer's `BlockProductPlan`, with D as its matrix A: the
     /// maximal runs of consecutive units that share a reach set (`groups`), and for each group a
-    /// block whose rows are the state variables of R (component-major, increasing: see
-    /// `row(ofState:inGroup:)`) and whose columns are the group's parameters (their column sums
-    /// are the θ-ordered gradient).
+    /// block whose rows are the state variables of R, unit by unit (increasing) and, within a
+    /// unit, component by component (`row(ofState:inGroup:)`: an LSTM unit's h and c rows, which
+    /// share their columns in D, are adjacent), and whose columns are the group's parameters
+    /// (their column sums are the θ-ordered gradient).
     public func unitBlocks() -> (groups: [Range<Int>], blocks: [BlockProductPlan.Block]) {
         let k = graph.hiddenSize, components = graph.cell.stateComponents
         let groups = unitGroups(minimumRows: Int.max)
@@ -14,7 +15,7 @@ extension InfluencePattern {
             let reach = reach(ofUnit: group.lowerBound)
             var rows: [Int32] = []
             rows.reserveCapacity(components * reach.count)
-            for c in 0..<components { for u in reach { rows.append(Int32(c * k) + u) } }
+            for u in reach { for c in 0..<components { rows.append(Int32(c * k) + u) } }
             let first = Int(layout.unitStart[group.lowerBound])
             return .init(rows: rows, columnCount: Int(layout.unitStart[group.upperBound]) - first, columnSumStart: first)
         }
@@ -32,7 +33,7 @@ extension InfluencePattern {
             if reach[middle] < unit { lower = middle + 1 } else { upper = middle }
         }
         guard lower < reach.endIndex, reach[lower] == unit else { return nil }
-        return (q / k) * reach.count + (lower - reach.startIndex)
+        return (lower - reach.startIndex) * graph.cell.stateComponents + q / k
     }
 
     /// Jᵀ (p × S) in state-major order: column q lists, increasing, the parameters θ whose reach

@@ -113,6 +113,10 @@ public final class BlockProductPlan: Sendable {
     public let blockCount: Int
     /// Work units: panels of blocks, the pieces threads take.
     public let panelCount: Int
+    /// Rows computed two at a time (pairs sharing their columns) and three to six at a time
+    /// (longer runs, a dense S_b): the register-blocked kernels the plan chose.
+    public let pairedRows: Int
+    public let tiledRows: Int
     /// The instruction set the plan runs on.
     public let kernel: Kernel
     /// The scalar type the plan was built for.
@@ -258,14 +262,13 @@ public final class BlockProductPlan: Sendable {
                                                           neededBytes: needed, budgetBytes: memoryBudget)
         }
 
-        // S_b by rows, in tiles: up to six consecutive rows with the same columns become one tile
-        // (their values six to a column, padded with zeros) where at least half the rows can, and
-        // the kernel has registers for it; other rows are tiles of one.
+        // S_b by rows, in tiles of rows that share their columns (below).
         let tileRows = Int(sk_bprod_tile_rows())
         var tiles = [sk_bprod_tile](), tileStart: [Int64] = [0], columnStart: [Int64] = [0], entryStart: [Int64] = [0]
         var entryColumn = [Int32](), entryValue = [Int32]()
         entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
-        var tiledBlock = [Bool](repeating: false, count: blocks.count)
+        var tileMode = [Int](repeating: 0, count: blocks.count)
+        let pairVectors = Int(sk_bprod_pair_vectors(kernel.level))
         var multiplyAdds = 0
         for (b, block) in blocks.enumerated() {
             let m = block.rows.count
@@ -282,33 +285,49 @@ public final class BlockProductPlan: Sendable {
             }
             for r in block.rows { mark[Int(r)] = -1 }
             multiplyAdds += entriesOfBlock[b] * block.columnCount
-            // Runs of up to tileRows consecutive rows (at least two) that share their columns.
-            var height = [Int](repeating: 1, count: m)
-            var q = 0, tiledRows = 0
+            // Runs of consecutive rows that share their columns (at least two rows).
+            var run = [Int](repeating: 1, count: m)
+            var q = 0, runRows = 0, longRunRows = 0
             while q < m {
                 var h = 1
-                while h < tileRows && q + h < m && !rowColumns[q].isEmpty && rowColumns[q + h] == rowColumns[q] { h += 1 }
-                if h > 1 { height[q] = h; tiledRows += h }
+                while q + h < m && !rowColumns[q].isEmpty && rowColumns[q + h] == rowColumns[q] { h += 1 }
+                if h > 1 { run[q] = h; runRows += h }
+                if h > 2 { longRunRows += h }
                 q += h
             }
-            let tiled = tileVectors > 0 && 2 * tiledRows >= m && m > 0
-            tiledBlock[b] = tiled
+            // Where at least half the rows are in runs: long runs (a dense S) as tiles of up to
+            // tileRows rows (zero-padded to tileRows values a column), pairs (an LSTM unit's h
+            // and c rows) as tiles of two (two values a column).
+            let mode: Int  // 0: rows one by one; 2: pairs; tileRows: long tiles
+            if m == 0 || 2 * runRows < m {
+                mode = 0
+            } else if 2 * longRunRows >= m && tileVectors > 0 {
+                mode = tileRows
+            } else {
+                mode = pairVectors > 0 ? 2 : 0
+            }
+            tileMode[b] = mode
             let firstColumn = entryColumn.count, firstValue = entryValue.count
             q = 0
             while q < m {
-                let h = tiled ? height[q] : 1
+                var h = 1
+                if mode > 0 && run[q] > 1 {
+                    h = min(run[q], mode)
+                    if h < run[q] { run[q + h] = run[q] - h } // the rest of the run starts a tile of its own
+                }
                 let length = rowColumns[q].count
                 tiles.append(sk_bprod_tile(row: Int32(q), height: Int32(h), length: Int32(length),
                                            column: Int32(entryColumn.count - firstColumn), value: Int32(entryValue.count - firstValue)))
                 entryColumn += rowColumns[q]
-                if h > 1 {
-                    // tileRows values per column, the rows beyond the tile's height zero (index −1).
-                    for l in 0..<length { for r in 0..<tileRows { entryValue.append(r < h ? rowValues[q + r][l] : -1) } }
-                    q += h
-                } else {
+                if h == 1 {
                     entryValue += rowValues[q]
-                    q += 1
+                } else {
+                    // The tile's values column by column: two for a pair, else tileRows with the
+                    // rows beyond its height zero (index −1).
+                    let stride = h == 2 ? 2 : tileRows
+                    for l in 0..<length { for r in 0..<stride { entryValue.append(r < h ? rowValues[q + r][l] : -1) } }
                 }
+                q += h
             }
             tileStart.append(Int64(tiles.count))
             columnStart.append(Int64(entryColumn.count))
@@ -324,7 +343,8 @@ public final class BlockProductPlan: Sendable {
             var panels: [(column: Int, width: Int)] = []
             if block.columnCount > 0 && !block.rows.isEmpty {
                 var most = maximumPanelVectors ?? Int(sk_bprod_max_vectors(kernel.level, single, Int32(block.rows.count)))
-                if tiledBlock[b] { most = min(most, tileVectors) }
+                if tileMode[b] == 2 { most = min(most, pairVectors) }
+                if tileMode[b] > 2 { most = min(most, tileVectors, pairVectors) }
                 let vectors = (block.columnCount + lanes - 1) / lanes
                 let count = (vectors + most - 1) / most
                 let per = (vectors + count - 1) / count
@@ -406,6 +426,8 @@ public final class BlockProductPlan: Sendable {
         self.multiplyAdds = multiplyAdds
         self.blockCount = blocks.count
         self.panelCount = units
+        self.pairedRows = tiles.filter { $0.height == 2 }.count * 2
+        self.tiledRows = tiles.filter { $0.height > 2 }.reduce(0) { $0 + Int($1.height) }
         self.kernel = kernel
         self.isSingle = single == 1
         self.threadCount = threads

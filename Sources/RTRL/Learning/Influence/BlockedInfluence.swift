@@ -13,7 +13,8 @@ import SparseKernels
 /// rides in the same pass, so J is read once and written once per step, in place.
 ///
 /// Checkpoints hold the values in the ungrouped unit-blocked order ("blocked": unit by unit, then
-/// state variable of R(i) component-major, then parameter), whatever the grouping.
+/// state variable of R(i) component-major, then parameter), whatever the grouping and the row
+/// order of the blocks (unit-major, so that an LSTM unit's h and c rows are adjacent).
 final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     let pattern: InfluencePattern
     let plan: BlockProductPlan
@@ -134,19 +135,22 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         streams[b].values.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 
-    /// Calls `body(valueOffset, canonicalOffset, count)` for every unit and row of its block: the
-    /// unit's f_i values of that row in the storage and in the ungrouped order.
+    /// Calls `body(valueOffset, canonicalOffset, count)` for every unit and state variable of its
+    /// reach set: the unit's f_i values of that row in the storage (rows unit by unit, then
+    /// component) and in the ungrouped order (component by component, then unit).
     private func forEachUnitRow(_ body: (Int, Int, Int) -> Void) {
         let layout = pattern.layout, components = pattern.graph.cell.stateComponents
         var canonical = 0
         for (g, group) in groups.enumerated() {
-            let rows = components * pattern.reach(ofUnit: group.lowerBound).count
+            let reached = pattern.reach(ofUnit: group.lowerBound).count
             let first = Int(layout.unitStart[group.lowerBound]), width = Int(layout.unitStart[group.upperBound]) - first
             for i in group {
                 let f = layout.parameterCount(ofUnit: i), column = Int(layout.unitStart[i]) - first
-                for q in 0..<rows {
-                    body(blockStart[g] + q * width + column, canonical, f)
-                    canonical += f
+                for c in 0..<components {
+                    for u in 0..<reached {
+                        body(blockStart[g] + (u * components + c) * width + column, canonical, f)
+                        canonical += f
+                    }
                 }
             }
         }
