@@ -2,13 +2,16 @@ import ArgumentParser
 import CSparseKernels
 import RTRL
 
-/// `rtrl bench product` (contract §5b): the masked product alone, on a model's own structure.
+/// `rtrl bench product` (contract §5b): the influence update's product alone, on a model's own
+/// structure.
 ///
 /// A has the pattern of the one-step Jacobian D (S × S), B the SnAp-N influence pattern J
-/// (S × p), M = pattern(B); all values random. The package's kernel computes C⟨M⟩ = A·B in the
-/// storage the RTRL layer uses — Jᵀ ← Jᵀ·Dᵀ, one compressed column per state variable — which
-/// is the same product with the same multiply-adds. CXSparse computes `cs_di_multiply(D, J)` in
-/// the natural orientation and the mask is then applied; both results are compared.
+/// (S × p), M = pattern(B); all values random. The package computes C⟨M⟩ = A·B in one of its
+/// storages: `block` (the default, what the learner runs: `BlockProductPlan` on the unit blocks,
+/// in place), `unit` (the masked product on the unit-blocked order) or `state` (the masked
+/// product on Jᵀ, one compressed column per state variable) — the same product with the same
+/// multiply-adds. CXSparse computes `cs_di_multiply(D, J)` in the natural orientation and the
+/// mask is then applied; both results are compared.
 struct BenchProductCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "product", abstract: "Time the masked sparse–sparse product against CXSparse and memory bandwidth.")
@@ -67,6 +70,9 @@ struct BenchProductCommand: ParsableCommand {
             }
 
             if storage == "block" {
+                guard layout == nil else {
+                    throw CommandFailure("--layout chooses the masked product's layout: use it with --storage unit or state")
+                }
                 try runBlockProduct(pattern: pattern, jt: jt, dt: dt, jValues: jValues, dValues: dValues)
                 return
             }
