@@ -25,8 +25,8 @@
  *    SK_BPROD_TILE_ROWS (zero-padded), to a column.
  *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
  *    most three), which take the entries in turn, so that the multiply-add latency is hidden;
- *    the loop takes two entries per set at a time (fewer branches per multiply-add), and the
- *    sets are added at the end: (a + b) + c.
+ *    the loop takes two entries per set at a time (four with one set: fewer branches per
+ *    multiply-add), and the sets are added at the end: (a + b) + c.
  * 3. While row q is computed, row q of the next panel is prefetched (`next`: its first value,
  *    row stride, rows and bytes per row), so that its packing does not wait on memory.
  *
@@ -230,8 +230,8 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
             SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_B)
         }
 #else
-        for (; e + 1 < e1; e += 2) {
-            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_A)
+        for (; e + 3 < e1; e += 4) {
+            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_A) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_A)
         }
 #endif
         for (; e < e1; e++) SK_ENTRY(0, SK_FMA_A)
