@@ -9,7 +9,7 @@
 #define SK_BPROD_X86 0
 #endif
 
-#define SK_BPROD_MAX_VECTORS 12
+#define SK_BPROD_MAX_VECTORS 15
 /* Rows of a tile (rows sharing their columns, computed together). */
 #define SK_BPROD_TILE_ROWS 6
 

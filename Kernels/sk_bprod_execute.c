@@ -36,8 +36,8 @@ static int64_t sk_l1_bytes(void)
 int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
 {
     (void)single;
-    /* Registers: 12 accumulators (one set, or two of 6 on AVX2); the generic vectors are 64 bytes
-     * on whatever registers the target has, so they stay narrow. */
+    /* Registers: up to 15 accumulators and the broadcast value (16 on AVX2); the generic vectors
+     * are 64 bytes on whatever registers the target has, so they stay narrow. */
     int32_t most = level == SK_ISA_GENERIC ? 2 : SK_BPROD_MAX_VECTORS;
     int32_t least = level == SK_ISA_AVX2 ? 3 : level == SK_ISA_AVX512 ? 2 : 1;
     /* The packed panel (rows x vectors) should fit the L1 cache (measured best against three

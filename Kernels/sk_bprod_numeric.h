@@ -1,7 +1,7 @@
 /*
  * Block product, numeric phase: a template included once per instruction set and scalar type
  * (sk_bprod_avx2.c, sk_bprod_avx512.c, sk_bprod_generic.c) with the vector operations defined.
- * It instantiates the panel kernel for 1 to 12 vectors and the driver over work units.
+ * It instantiates the panel kernel for 1 to 15 vectors and the driver over work units.
  */
 
 #define SK_NV 1
@@ -40,6 +40,15 @@
 #define SK_NV 12
 #include "sk_bprod_panel.h"
 #undef SK_NV
+#define SK_NV 13
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 14
+#include "sk_bprod_panel.h"
+#undef SK_NV
+#define SK_NV 15
+#include "sk_bprod_panel.h"
+#undef SK_NV
 
 typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, int32_t, const sk_bprod_tile *restrict,
                                            const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
@@ -50,6 +59,7 @@ static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VE
     SK_PASTE(SK_NAME(sk_bprod_panel), 1), SK_PASTE(SK_NAME(sk_bprod_panel), 2), SK_PASTE(SK_NAME(sk_bprod_panel), 3), SK_PASTE(SK_NAME(sk_bprod_panel), 4),
     SK_PASTE(SK_NAME(sk_bprod_panel), 5), SK_PASTE(SK_NAME(sk_bprod_panel), 6), SK_PASTE(SK_NAME(sk_bprod_panel), 7), SK_PASTE(SK_NAME(sk_bprod_panel), 8),
     SK_PASTE(SK_NAME(sk_bprod_panel), 9), SK_PASTE(SK_NAME(sk_bprod_panel), 10), SK_PASTE(SK_NAME(sk_bprod_panel), 11), SK_PASTE(SK_NAME(sk_bprod_panel), 12),
+    SK_PASTE(SK_NAME(sk_bprod_panel), 13), SK_PASTE(SK_NAME(sk_bprod_panel), 14), SK_PASTE(SK_NAME(sk_bprod_panel), 15),
 };
 
 /* Work units u0 .. u1-1 (see sk_bprod_plan). scratch: sk_bprod_scratch_bytes, 64-byte aligned. */
@@ -85,6 +95,11 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
                     const int32_t q = tiles[ti].row, height = tiles[ti].height, len = tiles[ti].length;
                     const int32_t *restrict tc = col + tiles[ti].column;
                     const SK_REAL *restrict tv = sv + tiles[ti].value;
+                    if (height == 1) {
+                        const SK_REAL wq = wr[q];
+                        for (int32_t l = 0; l < len; l++) uvec[tc[l]] += tv[l] * wq;
+                        continue;
+                    }
                     for (int32_t l = 0; l < len; l++) {
                         SK_REAL sum = 0;
                         const int32_t stride = height > 2 ? SK_BPROD_TILE_ROWS : height;

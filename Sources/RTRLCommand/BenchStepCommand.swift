@@ -142,7 +142,7 @@ struct BenchStepCommand: ParsableCommand {
             line += [("activity", activity / Double(steps * batch)), ("open_fraction", open / Double(steps * batch)),
                      ("work_fraction", workFraction / Double(steps)), ("written_fraction", written / Double(steps)),
                      ("skipping", !noSkip)]
-            if flops == 0 { line += [("copy_bandwidth_gbs", try MemoryBandwidth.measure(threads: threads))] }
+            if probe == nil { line += [("copy_bandwidth_gbs", try MemoryBandwidth.measure(threads: threads))] }
         }
         if let reference {
             let referenceMedian = referenceTimes.quantile(0.5)

@@ -167,7 +167,7 @@ final class BlockProductPlanTests: XCTestCase {
                            pairedProblem(seed: 9, n: 24, density: 0.3, blockShapes: shapes),
                            problem(seed: 8, n: 24, density: 1, blockShapes: shapes)].enumerated() {
         for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
-            for vectors in [nil] + (1...12).map({ Optional($0) }) {
+            for vectors in [nil] + (1...15).map({ Optional($0) }) {
                 try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 2, tolerance: 1e-13)
                 try check(p, as: Float.self, kernel: kernel, panelVectors: vectors, threads: 1,
                           withSums: true, seed: 2, tolerance: 2e-5)
@@ -263,7 +263,7 @@ final class BlockProductPlanTests: XCTestCase {
         refuses({ _ = try BlockProductPlan(a: a, blocks: [], additions: [.init(block: 1, row: 0, column: 0, count: 1)], columnSumCount: 0) },
                 "blocks")
         refuses({ _ = try BlockProductPlan(a: a, aValueIndex: [0, 5], aValueCount: 3, blocks: [], columnSumCount: 0) }, "outside")
-        refuses({ _ = try BlockProductPlan(a: a, blocks: [], columnSumCount: 0, maximumPanelVectors: 13) }, "1 to 12")
+        refuses({ _ = try BlockProductPlan(a: a, blocks: [], columnSumCount: 0, maximumPanelVectors: 16) }, "1 to 15")
         refuses({ _ = try BlockProductPlan(a: a, blocks: [.init(rows: [0, 1, 2], columnCount: 1000, columnSumStart: 0)],
                                                    columnSumCount: 1000, memoryBudget: 10) }, "budget")
         let plan = try BlockProductPlan(a: a, blocks: [.init(rows: [0, 1], columnCount: 3, columnSumStart: 0)], columnSumCount: 3)

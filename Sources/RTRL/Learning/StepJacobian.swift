@@ -34,6 +34,42 @@ enum StepJacobian {
         }
     }
 
+    /// Writes the entries of Dᵀ's values that `subset` lists (the others are left as they are):
+    /// what an influence update that reads only part of D (SnAp-1 reads its diagonal) needs.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    static func dynamicsTransposed<Scalar: SparseScalar>(graph: DependencyGraph, weightHH: SparseMatrix<Scalar>,
+                                                         record r: StepRecord<Scalar>, subset: DynamicsSubset,
+                                                         into dt: UnsafeMutableBufferPointer<Scalar>) {
+        let nnz = weightHH.pattern.nonzeroCount, gk = weightHH.rowCount
+        subset.targets.withUnsafeBufferPointer { targets in
+            for t in targets { dt[Int(t)] = 0 }
+        }
+        subset.recurrent.withUnsafeBufferPointer { recurrent in
+            graph.recurrentTarget.withUnsafeBufferPointer { target in
+                weightHH.pattern.rowIndices.withUnsafeBufferPointer { wi in
+                    weightHH.values.withUnsafeBufferPointer { wx in
+                        r.recurrentCoefficient.withUnsafeBufferPointer { coef in
+                            r.columnScale.withUnsafeBufferPointer { scale in
+                                subset.recurrentColumn.withUnsafeBufferPointer { column in
+                                    for (t, cp) in recurrent.enumerated() {
+                                        let columnScale = scale[Int(column[t])]
+                                        if columnScale == 0 { continue } // as the full computation skips it
+                                        let c = Int(cp) / nnz, p = Int(cp) % nnz
+                                        dt[Int(target[Int(cp)])] += coef[c * gk + Int(wi[p])] * (wx[p] * columnScale)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for si in subset.selfTerms {
+            dt[Int(graph.selfTarget[Int(si)])] += r.selfTerm[Int(si)]
+        }
+    }
+
     /// `out = D · v` (both of length S) from Dᵀ's values `dt`.
     static func dynamicsProduct<Scalar: SparseScalar>(graph: DependencyGraph, dt: UnsafeBufferPointer<Scalar>,
                                                       _ v: UnsafeBufferPointer<Scalar>, into out: UnsafeMutableBufferPointer<Scalar>) {
@@ -88,6 +124,44 @@ enum StepJacobian {
                                                 _ r: StepRecord<Scalar>) -> Scalar {
         r.immediateCoefficients[c * (2 * gateRows + 1) + Int(layout.coefficientIndex[t])]
             * r.immediateFeatures[Int(layout.featureIndex[t])]
+    }
+}
+
+/// The part of D an influence update reads, as the terms that make it up: the products
+/// (component c, stored entry p of weight_hh) and the own-state terms whose target entry of Dᵀ is
+/// read, in the order the full computation adds them (so the entries come out with the same bits).
+struct DynamicsSubset: Sendable {
+    /// The Dᵀ positions written.
+    let targets: [Int32]
+    /// c · nnz(W_hh) + p for every product term, with the column of p.
+    let recurrent: [Int32]
+    let recurrentColumn: [Int32]
+    /// s · k + i for every own-state term.
+    let selfTerms: [Int32]
+    /// Of all of D's terms, the fraction this subset computes.
+    let fraction: Double
+
+    /// The terms of D's entries at the Dᵀ positions `used`.
+    init(graph: DependencyGraph, weightHH w: SparsityPattern, used: [Bool]) {
+        let nnz = w.nonzeroCount, components = graph.cell.stateComponents
+        var recurrent: [Int32] = [], recurrentColumn: [Int32] = [], selfTerms: [Int32] = []
+        // The full computation's order: column by column of weight_hh, entry, component; then
+        // the own-state terms.
+        for j in 0..<w.columnCount {
+            for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) {
+                for c in 0..<components where used[Int(graph.recurrentTarget[c * nnz + p])] {
+                    recurrent.append(Int32(c * nnz + p))
+                    recurrentColumn.append(Int32(j))
+                }
+            }
+        }
+        for s in 0..<graph.selfTerms.count * graph.hiddenSize where used[Int(graph.selfTarget[s])] { selfTerms.append(Int32(s)) }
+        targets = used.indices.filter { used[$0] }.map { Int32($0) }
+        self.recurrent = recurrent
+        self.recurrentColumn = recurrentColumn
+        self.selfTerms = selfTerms
+        let all = components * nnz + graph.selfTerms.count * graph.hiddenSize
+        fraction = all == 0 ? 1 : Double(recurrent.count + selfTerms.count) / Double(all)
     }
 }
 

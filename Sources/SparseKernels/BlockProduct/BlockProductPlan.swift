@@ -161,7 +161,7 @@ public final class BlockProductPlan: Sendable {
     ///   - threads: threads for `execute`.
     ///   - kernel: the instruction set (nil: the best this processor runs).
     ///   - maximumPanelVectors: the widest panel in vectors (nil: as wide as the registers and the
-    ///     L1 cache allow); a tuning and testing knob, 1 to 12.
+    ///     L1 cache allow); a tuning and testing knob, 1 to 15.
     ///   - memoryBudget: the most bytes the plan may hold, checked before its arrays are allocated.
     ///   - scalar: the scalar type of the values `execute` takes.
     public init<Scalar: SparseScalar>(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
@@ -187,8 +187,8 @@ public final class BlockProductPlan: Sendable {
             throw SparseKernelsError.shapeMismatch("without aValueIndex, A's values are its \(a.nonzeroCount) entries, not \(valueCountOfA)")
         }
         guard columnSumCount >= 0 else { throw SparseKernelsError.invalidArgument("columnSumCount must not be negative") }
-        if let maximumPanelVectors, !(1...12).contains(maximumPanelVectors) {
-            throw SparseKernelsError.invalidArgument("maximumPanelVectors must be 1 to 12, not \(maximumPanelVectors)")
+        if let maximumPanelVectors, !(1...15).contains(maximumPanelVectors) {
+            throw SparseKernelsError.invalidArgument("maximumPanelVectors must be 1 to 15, not \(maximumPanelVectors)")
         }
         let kernel = kernel ?? .best
         guard kernel.isAvailable else {

@@ -23,6 +23,9 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     let blockStart: [Int]
     /// EGRU: the thresholds' immediate terms, in the plan's addition order after the unit rows.
     let thresholds: ThresholdAdditions?
+    /// The entries of D the blocks read, where that is well under all of them (SnAp-1 reads
+    /// the diagonal): D is then computed there only.
+    let dynamicsSubset: DynamicsSubset?
 
     /// One stream's buffers (separate objects, so streams update concurrently).
     final class Stream {
@@ -81,6 +84,20 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
             for term in terms.targets { additions.append(.init(block: term.block, row: term.row, column: term.column, count: 1)) }
             thresholds = terms
         }
+        // Which entries of D the blocks read: (q, j) with q and j in one block's rows.
+        let dt = graph.jacobianTransposed
+        var used = [Bool](repeating: false, count: dt.nonzeroCount), inBlock = [Bool](repeating: false, count: graph.stateSize)
+        for block in blocks {
+            for q in block.rows { inBlock[Int(q)] = true }
+            for q in block.rows {
+                for p in Int(dt.columnPointers[Int(q)])..<Int(dt.columnPointers[Int(q) + 1]) where inBlock[Int(dt.rowIndices[p])] {
+                    used[p] = true
+                }
+            }
+            for q in block.rows { inBlock[Int(q)] = false }
+        }
+        let subset = DynamicsSubset(graph: graph, weightHH: weightHH, used: used)
+        dynamicsSubset = subset.fraction < 0.5 ? subset : nil
         let (d, position) = graph.jacobianTransposed.transposedWithPositions()
         plan = try BlockProductPlan(a: d, aValueIndex: position, aValueCount: graph.jacobianTransposed.nonzeroCount,
                                     blocks: blocks, additions: additions, columnSumCount: layout.count, threads: threads,
@@ -103,7 +120,11 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
                 stateWeights w: UnsafeBufferPointer<Scalar>, gradient g: UnsafeMutableBufferPointer<Scalar>) throws {
         let stream = streams[b], graph = pattern.graph, layout = pattern.layout, k = graph.hiddenSize
         stream.dynamics.withUnsafeMutableBufferPointer { dt in
-            StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: r, into: dt)
+            if let dynamicsSubset {
+                StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: r, subset: dynamicsSubset, into: dt)
+            } else {
+                StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: r, into: dt)
+            }
         }
         // The immediate rows, in the plan's addition order (component, unit), then the thresholds.
         stream.additions.withUnsafeMutableBufferPointer { e in
