@@ -1,7 +1,9 @@
-/// How a sparse influence matrix is stored and updated (issue: both give the same numbers).
+/// How a sparse influence matrix is stored and updated (both give the same numbers, to rounding).
 public enum InfluenceLayout: String, CaseIterable, Sendable {
-    /// The fast path (math.md §3): unit i's block J[R(i), params of i] stored contiguously and
-    /// updated by D[R(i), R(i)] — as the masked product Ĵ ← Ĵ · ⊕_i D[R(i), R(i)]ᵀ.
+    /// The fast path (the unit blocks of the influence matrix): the block J[R, params] of each
+    /// group of units that share a reach set stored contiguously and updated in place by
+    /// D[R, R] with the kernel layer's `BlockProductPlan` — product, immediate term and gradient
+    /// in one pass over J. (For the EGRU with skipping, held in column-scaled form instead.)
     case unitBlocked = "blocked"
     /// The generic masked product on Jᵀ stored one column per state variable: Jᵀ ← Jᵀ · Dᵀ.
     case stateMajor = "generic"

@@ -9,11 +9,11 @@ import Foundation
 /// when the learner is built; a step allocates nothing for the influence-tracking methods (BPTT
 /// stores one record per step, by nature).
 ///
-/// Threads: with several streams, streams run in parallel; with one stream, the masked product
-/// is split by columns. Each number is computed by one thread in a fixed order, so results are
-/// bit-identical for any thread count. The two influence layouts also give identical bits, except
-/// for the EGRU with `skipsQuietUnits`, whose unit-blocked update sums in another order (equal to
-/// rounding).
+/// Threads: with several streams, streams run in parallel; with one stream, the influence
+/// update is split by panels of its blocks (or columns, in the generic layout). Each number is
+/// computed by one thread in a fixed order, so results are bit-identical for any thread count.
+/// The influence layouts (and the EGRU's scaled form) sum the same terms in different orders, so
+/// they agree to rounding.
 public final class OnlineLearner<Scalar: SparseScalar> {
     public internal(set) var model: Model<Scalar>
     public let method: GradientMethod
