@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #define SK_TARGET __attribute__((target("avx2,fma")))
+#define SK_TILE_VECTORS 2
 #define SK_PAIR_VECTORS 4
 #define SK_ACCUMULATORS 12
 

@@ -52,23 +52,12 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
 
 int32_t sk_bprod_tile_rows(void) { return SK_BPROD_TILE_ROWS; }
 
-int32_t sk_bprod_pair_vectors(int level)
+int32_t sk_bprod_tile_vectors(int level, int pairs)
 {
-    /* 2 x vectors accumulators and the vectors loaded (SK_PAIR_VECTORS of the instruction set). */
+    /* SK_TILE_VECTORS and SK_PAIR_VECTORS of each instruction set. */
     switch (level) {
-    case SK_ISA_AVX512: return 8;
-    case SK_ISA_AVX2: return 4;
-    default: return 1;
-    }
-}
-
-int32_t sk_bprod_tile_vectors(int level)
-{
-    /* SK_BPROD_TILE_ROWS x vectors accumulators must fit the registers the kernels leave for
-     * them (SK_ACCUMULATORS: 12 for AVX2, 26 for AVX-512, 6 for the generic vectors). */
-    switch (level) {
-    case SK_ISA_AVX512: return 4;
-    case SK_ISA_AVX2: return 2;
+    case SK_ISA_AVX512: return pairs ? 8 : 4;
+    case SK_ISA_AVX2: return pairs ? 4 : 2;
     default: return 1;
     }
 }

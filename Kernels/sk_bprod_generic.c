@@ -13,6 +13,7 @@ typedef float sk_gf __attribute__((vector_size(64)));
 #define SK_G_STOREN(V, p, v, n) do { V v_ = (v); for (int i_ = 0; i_ < (n); i_++) (p)[i_] = v_[i_]; } while (0)
 
 #define SK_TARGET
+#define SK_TILE_VECTORS 1
 #define SK_PAIR_VECTORS 1
 #define SK_ACCUMULATORS 6
 

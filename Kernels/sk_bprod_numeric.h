@@ -1,8 +1,31 @@
 /*
  * Block product, numeric phase: a template included once per instruction set and scalar type
  * (sk_bprod_avx2.c, sk_bprod_avx512.c, sk_bprod_generic.c) with the vector operations defined.
- * It instantiates the panel kernel for 1 to 15 vectors and the driver over work units.
+ * It instantiates the kernels for rows sharing their columns (tiles of 1, 2 and 4 vectors; pairs
+ * of 1, 2, 4 and 8), the panel kernel for 1 to 15 vectors and the driver over work units.
  */
+
+#define SK_TV 1
+#include "sk_bprod_tile.h"
+#undef SK_TV
+#define SK_TV 2
+#include "sk_bprod_tile.h"
+#undef SK_TV
+#define SK_TV 4
+#include "sk_bprod_tile.h"
+#undef SK_TV
+#define SK_PV 1
+#include "sk_bprod_tile.h"
+#undef SK_PV
+#define SK_PV 2
+#include "sk_bprod_tile.h"
+#undef SK_PV
+#define SK_PV 4
+#include "sk_bprod_tile.h"
+#undef SK_PV
+#define SK_PV 8
+#include "sk_bprod_tile.h"
+#undef SK_PV
 
 #define SK_NV 1
 #include "sk_bprod_panel.h"

@@ -20,9 +20,9 @@
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
  *    Rows come in tiles (`tiles`: first row, height, entries per row, where the tile's columns
  *    and values start): a tile of rows with the same columns reuses every vector it loads for
- *    each of them — two rows (an LSTM unit's h and c) in registers of their own, or up to
- *    SK_BPROD_TILE_ROWS (a dense S) as a GEMM micro-kernel does; its values are stored two, or
- *    SK_BPROD_TILE_ROWS (zero-padded), to a column.
+ *    each of them — two rows (an LSTM unit's h and c), or up to SK_BPROD_TILE_ROWS (a dense S)
+ *    as a GEMM micro-kernel does — sub-panel by sub-panel (sk_bprod_tile.h); its values are
+ *    stored two, or SK_BPROD_TILE_ROWS (zero-padded), to a column.
  *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
  *    most three), which take the entries in turn, so that the multiply-add latency is hidden;
  *    the loop takes two entries per set at a time (four with one set: fewer branches per
@@ -44,10 +44,6 @@
 #define SK_CHAINS 1
 #endif
 
-/* Six rows of the same pattern at once (a tile), if the registers hold 6 x SK_NV accumulators;
- * two rows at once (a pair), if they hold 2 x SK_NV accumulators and the SK_NV vectors loaded. */
-#define SK_TILES (SK_BPROD_TILE_ROWS * SK_NV <= SK_ACCUMULATORS)
-#define SK_PAIRS (SK_NV <= SK_PAIR_VECTORS)
 
 static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, int32_t ntiles, const sk_bprod_tile *restrict tiles,
@@ -111,95 +107,38 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
             for (int32_t l = 0; l < prefetch_lines; l++) __builtin_prefetch(begin + 64 * l, 0, 3);
             __builtin_prefetch(begin + next->bytes - 1, 0, 3);
         }
-#if SK_PAIRS
-        if (height == 2) {
-            /* Two rows sharing their columns (an LSTM unit's h and c rows): each vector loaded
-             * from the pack serves both; the two values of column l are adjacent. */
-#define SK_P_DECL(k) SK_V r0##k = SK_VZERO(), r1##k = SK_VZERO();
-#define SK_P_STEP(k)                                                                             \
-                {                                                                                \
-                    const SK_V x = SK_VLOAD(p + (k) * SK_VL);                                    \
-                    r0##k = SK_VFMA(b0, x, r0##k);                                               \
-                    r1##k = SK_VFMA(b1, x, r1##k);                                               \
-                }
-            SK_EACH(SK_P_DECL)
-            for (int32_t l = 0; l < len; l++) {
-                const SK_REAL *restrict p = pack + (int64_t)tc[l] * W;
-                const SK_V b0 = SK_VBCAST(tv + 2 * l), b1 = SK_VBCAST(tv + 2 * l + 1);
-                SK_EACH(SK_P_STEP)
-            }
-#define SK_P_OUT(k)                                                                              \
-            SK_STORE_K(k, X + (int64_t)q * n, r0##k);                                            \
-            SK_STORE_K(k, X + (int64_t)(q + 1) * n, r1##k);
-            SK_EACH(SK_P_OUT)
-            if (wrow != NULL) {
-                const SK_V w0 = SK_VSET1(wrow[q]), w1 = SK_VSET1(wrow[q + 1]);
-#define SK_P_SUM(k) SK_VSTORE(gsum + (k) * SK_VL, SK_VFMA(w1, r1##k, SK_VFMA(w0, r0##k, SK_VLOAD(gsum + (k) * SK_VL))));
-                SK_EACH(SK_P_SUM)
-            }
-            continue;
-        }
-#endif
-#if SK_TILES
         if (height > 1) {
-            /* Up to six rows sharing their columns: each vector loaded from the pack serves six
-             * accumulators (a GEMM micro-kernel, 6 x 2 vectors with AVX2); the six values of
-             * column l are adjacent (zeros beyond the tile's height, whose rows are not stored). */
-#define SK_T_DECL(k) SK_V t0##k = SK_VZERO(), t1##k = SK_VZERO(), t2##k = SK_VZERO(), t3##k = SK_VZERO(), \
-                          t4##k = SK_VZERO(), t5##k = SK_VZERO();
-#define SK_T_LOAD(k) const SK_V x##k = SK_VLOAD(p + (k) * SK_VL);
-#define SK_T_FMA0(k) t0##k = SK_VFMA(b, x##k, t0##k);
-#define SK_T_FMA1(k) t1##k = SK_VFMA(b, x##k, t1##k);
-#define SK_T_FMA2(k) t2##k = SK_VFMA(b, x##k, t2##k);
-#define SK_T_FMA3(k) t3##k = SK_VFMA(b, x##k, t3##k);
-#define SK_T_FMA4(k) t4##k = SK_VFMA(b, x##k, t4##k);
-#define SK_T_FMA5(k) t5##k = SK_VFMA(b, x##k, t5##k);
-            SK_EACH(SK_T_DECL)
-            for (int32_t l = 0; l < len; l++) {
-                const SK_REAL *restrict p = pack + (int64_t)tc[l] * W;
-                const SK_REAL *restrict vl = tv + SK_BPROD_TILE_ROWS * l;
-                SK_EACH(SK_T_LOAD)
-                SK_V b = SK_VBCAST(vl);
-                SK_EACH(SK_T_FMA0)
-                b = SK_VBCAST(vl + 1);
-                SK_EACH(SK_T_FMA1)
-                b = SK_VBCAST(vl + 2);
-                SK_EACH(SK_T_FMA2)
-                b = SK_VBCAST(vl + 3);
-                SK_EACH(SK_T_FMA3)
-                b = SK_VBCAST(vl + 4);
-                SK_EACH(SK_T_FMA4)
-                b = SK_VBCAST(vl + 5);
-                SK_EACH(SK_T_FMA5)
-            }
-#define SK_T_OUT(k)                                                                              \
-            SK_STORE_K(k, X + (int64_t)q * n, t0##k);                                            \
-            SK_STORE_K(k, X + (int64_t)(q + 1) * n, t1##k);                                      \
-            if (height > 2) SK_STORE_K(k, X + (int64_t)(q + 2) * n, t2##k);                      \
-            if (height > 3) SK_STORE_K(k, X + (int64_t)(q + 3) * n, t3##k);                      \
-            if (height > 4) SK_STORE_K(k, X + (int64_t)(q + 4) * n, t4##k);                      \
-            if (height > 5) SK_STORE_K(k, X + (int64_t)(q + 5) * n, t5##k);
-            SK_EACH(SK_T_OUT)
-            if (wrow != NULL) {
-                const SK_REAL wq[SK_BPROD_TILE_ROWS] = { wrow[q], wrow[q + 1], height > 2 ? wrow[q + 2] : 0,
-                                                         height > 3 ? wrow[q + 3] : 0, height > 4 ? wrow[q + 4] : 0,
-                                                         height > 5 ? wrow[q + 5] : 0 };
-#define SK_T_SUM(k)                                                                              \
-                {                                                                                \
-                    SK_V sum = SK_VLOAD(gsum + (k) * SK_VL);                                     \
-                    sum = SK_VFMA(SK_VSET1(wq[0]), t0##k, sum);                                  \
-                    sum = SK_VFMA(SK_VSET1(wq[1]), t1##k, sum);                                  \
-                    sum = SK_VFMA(SK_VSET1(wq[2]), t2##k, sum);                                  \
-                    sum = SK_VFMA(SK_VSET1(wq[3]), t3##k, sum);                                  \
-                    sum = SK_VFMA(SK_VSET1(wq[4]), t4##k, sum);                                  \
-                    sum = SK_VFMA(SK_VSET1(wq[5]), t5##k, sum);                                  \
-                    SK_VSTORE(gsum + (k) * SK_VL, sum);                                          \
-                }
-                SK_EACH(SK_T_SUM)
+            /* Rows sharing their columns (tiles; a pair when two), sub-panel by sub-panel: the
+             * kernels' accumulators and loaded vectors fit the registers whatever SK_NV is. */
+            const int32_t last = partial ? SK_NV - 1 : -1;
+            int32_t k0 = 0;
+            if (height == 2) {
+#if SK_PAIR_VECTORS >= 8
+                for (; k0 + 8 <= SK_NV; k0 += 8)
+                    SK_PASTE(SK_NAME(sk_bprod_pair), 8)(pack, W, tc, tv, len, X, n, q, k0, last, rem, wrow, gsum);
+#endif
+#if SK_PAIR_VECTORS >= 4
+                for (; k0 + 4 <= SK_NV; k0 += 4)
+                    SK_PASTE(SK_NAME(sk_bprod_pair), 4)(pack, W, tc, tv, len, X, n, q, k0, last, rem, wrow, gsum);
+#endif
+                for (; k0 + 2 <= SK_NV; k0 += 2)
+                    SK_PASTE(SK_NAME(sk_bprod_pair), 2)(pack, W, tc, tv, len, X, n, q, k0, last, rem, wrow, gsum);
+                for (; k0 < SK_NV; k0++)
+                    SK_PASTE(SK_NAME(sk_bprod_pair), 1)(pack, W, tc, tv, len, X, n, q, k0, last, rem, wrow, gsum);
+            } else {
+#if SK_TILE_VECTORS >= 4
+                for (; k0 + 4 <= SK_NV; k0 += 4)
+                    SK_PASTE(SK_NAME(sk_bprod_tile), 4)(pack, W, tc, tv, len, X, n, q, height, k0, last, rem, wrow, gsum);
+#endif
+#if SK_TILE_VECTORS >= 2
+                for (; k0 + 2 <= SK_NV; k0 += 2)
+                    SK_PASTE(SK_NAME(sk_bprod_tile), 2)(pack, W, tc, tv, len, X, n, q, height, k0, last, rem, wrow, gsum);
+#endif
+                for (; k0 < SK_NV; k0++)
+                    SK_PASTE(SK_NAME(sk_bprod_tile), 1)(pack, W, tc, tv, len, X, n, q, height, k0, last, rem, wrow, gsum);
             }
             continue;
         }
-#endif
         int32_t e = 0;
         const int32_t e1 = len;
 #define SK_A_DECL(k) SK_V a##k = SK_VZERO();
@@ -276,22 +215,6 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_ROW_ZERO
 #undef SK_ROW_SUM
 #undef SK_ROW_OUT
-#undef SK_P_DECL
-#undef SK_P_STEP
-#undef SK_P_OUT
-#undef SK_P_SUM
-#undef SK_T_DECL
-#undef SK_T_LOAD
-#undef SK_T_FMA0
-#undef SK_T_FMA1
-#undef SK_T_FMA2
-#undef SK_T_FMA3
-#undef SK_T_FMA4
-#undef SK_T_FMA5
-#undef SK_T_OUT
-#undef SK_T_SUM
 }
 
 #undef SK_CHAINS
-#undef SK_TILES
-#undef SK_PAIRS

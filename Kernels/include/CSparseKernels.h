@@ -273,12 +273,11 @@ int32_t sk_bprod_lanes(int level, int single);
 /* The widest panel, in vectors, for a block of `rows` rows: what the registers hold, narrowed so
  * that the packed panel stays in the L1 cache. */
 int32_t sk_bprod_max_vectors(int level, int single, int32_t rows);
-/* Rows of a tile (sk_bprod_tile.height when not 1), and the widest panel, in vectors, whose
- * kernel takes rows a tile at a time. */
+/* The most rows of a tile (sk_bprod_tile.height: 1, a pair of 2, or up to this many), and the
+ * sub-panel width, in vectors, of the kernel for tiles (pairs: 1) of an instruction set; a panel
+ * of a multiple of it runs without a narrower remainder. */
 int32_t sk_bprod_tile_rows(void);
-int32_t sk_bprod_tile_vectors(int level);
-/* The widest panel, in vectors, whose kernel takes rows two at a time. */
-int32_t sk_bprod_pair_vectors(int level);
+int32_t sk_bprod_tile_vectors(int level, int pairs);
 /* Scratch bytes one thread needs for a plan. */
 size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single);
 void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call);

@@ -41,22 +41,26 @@ enum StepJacobian {
     static func dynamicsTransposed<Scalar: SparseScalar>(graph: DependencyGraph, weightHH: SparseMatrix<Scalar>,
                                                          record r: StepRecord<Scalar>, subset: DynamicsSubset,
                                                          into dt: UnsafeMutableBufferPointer<Scalar>) {
-        let nnz = weightHH.pattern.nonzeroCount, gk = weightHH.rowCount
         subset.targets.withUnsafeBufferPointer { targets in
             for t in targets { dt[Int(t)] = 0 }
         }
         subset.recurrent.withUnsafeBufferPointer { recurrent in
-            graph.recurrentTarget.withUnsafeBufferPointer { target in
-                weightHH.pattern.rowIndices.withUnsafeBufferPointer { wi in
-                    weightHH.values.withUnsafeBufferPointer { wx in
-                        r.recurrentCoefficient.withUnsafeBufferPointer { coef in
-                            r.columnScale.withUnsafeBufferPointer { scale in
-                                subset.recurrentColumn.withUnsafeBufferPointer { column in
-                                    for (t, cp) in recurrent.enumerated() {
-                                        let columnScale = scale[Int(column[t])]
-                                        if columnScale == 0 { continue } // as the full computation skips it
-                                        let c = Int(cp) / nnz, p = Int(cp) % nnz
-                                        dt[Int(target[Int(cp)])] += coef[c * gk + Int(wi[p])] * (wx[p] * columnScale)
+            subset.recurrentEntry.withUnsafeBufferPointer { entry in
+                subset.recurrentCoefficient.withUnsafeBufferPointer { coefficientBase in
+                    graph.recurrentTarget.withUnsafeBufferPointer { target in
+                        weightHH.pattern.rowIndices.withUnsafeBufferPointer { wi in
+                            weightHH.values.withUnsafeBufferPointer { wx in
+                                r.recurrentCoefficient.withUnsafeBufferPointer { coef in
+                                    r.columnScale.withUnsafeBufferPointer { scale in
+                                        subset.recurrentColumn.withUnsafeBufferPointer { column in
+                                            for t in 0..<recurrent.count {
+                                                let columnScale = scale[Int(column[t])]
+                                                if columnScale == 0 { continue } // as the full computation skips it
+                                                let p = Int(entry[t])
+                                                dt[Int(target[Int(recurrent[t])])]
+                                                    += coef[Int(coefficientBase[t]) + Int(wi[p])] * (wx[p] * columnScale)
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -133,8 +137,11 @@ enum StepJacobian {
 struct DynamicsSubset: Sendable {
     /// The Dᵀ positions written.
     let targets: [Int32]
-    /// c · nnz(W_hh) + p for every product term, with the column of p.
+    /// For every product term: c · nnz(W_hh) + p (its index in `recurrentTarget`), p, c · G·k
+    /// (where its coefficients start) and the column of p.
     let recurrent: [Int32]
+    let recurrentEntry: [Int32]
+    let recurrentCoefficient: [Int32]
     let recurrentColumn: [Int32]
     /// s · k + i for every own-state term.
     let selfTerms: [Int32]
@@ -144,13 +151,16 @@ struct DynamicsSubset: Sendable {
     /// The terms of D's entries at the Dᵀ positions `used`.
     init(graph: DependencyGraph, weightHH w: SparsityPattern, used: [Bool]) {
         let nnz = w.nonzeroCount, components = graph.cell.stateComponents
-        var recurrent: [Int32] = [], recurrentColumn: [Int32] = [], selfTerms: [Int32] = []
+        var recurrent: [Int32] = [], recurrentEntry: [Int32] = [], recurrentCoefficient: [Int32] = []
+        var recurrentColumn: [Int32] = [], selfTerms: [Int32] = []
         // The full computation's order: column by column of weight_hh, entry, component; then
         // the own-state terms.
         for j in 0..<w.columnCount {
             for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) {
                 for c in 0..<components where used[Int(graph.recurrentTarget[c * nnz + p])] {
                     recurrent.append(Int32(c * nnz + p))
+                    recurrentEntry.append(Int32(p))
+                    recurrentCoefficient.append(Int32(c * w.rowCount))
                     recurrentColumn.append(Int32(j))
                 }
             }
@@ -158,6 +168,8 @@ struct DynamicsSubset: Sendable {
         for s in 0..<graph.selfTerms.count * graph.hiddenSize where used[Int(graph.selfTarget[s])] { selfTerms.append(Int32(s)) }
         targets = used.indices.filter { used[$0] }.map { Int32($0) }
         self.recurrent = recurrent
+        self.recurrentEntry = recurrentEntry
+        self.recurrentCoefficient = recurrentCoefficient
         self.recurrentColumn = recurrentColumn
         self.selfTerms = selfTerms
         let all = components * nnz + graph.selfTerms.count * graph.hiddenSize

@@ -248,7 +248,6 @@ public final class BlockProductPlan: Sendable {
 
         // Tiles and panels are decided per block once S_b is known, so the budget is checked
         // first with the most they can need: one tile per row, one panel per vector.
-        let tileVectors = Int(sk_bprod_tile_vectors(kernel.level))
         var upperUnits = 0
         for block in blocks where !block.rows.isEmpty { upperUnits += (block.columnCount + lanes - 1) / lanes }
         var upperPieces = 0
@@ -268,7 +267,6 @@ public final class BlockProductPlan: Sendable {
         var entryColumn = [Int32](), entryValue = [Int32]()
         entryColumn.reserveCapacity(totalEntries); entryValue.reserveCapacity(totalEntries)
         var tileMode = [Int](repeating: 0, count: blocks.count)
-        let pairVectors = Int(sk_bprod_pair_vectors(kernel.level))
         var multiplyAdds = 0
         for (b, block) in blocks.enumerated() {
             let m = block.rows.count
@@ -301,10 +299,10 @@ public final class BlockProductPlan: Sendable {
             let mode: Int  // 0: rows one by one; 2: pairs; tileRows: long tiles
             if m == 0 || 2 * runRows < m {
                 mode = 0
-            } else if 2 * longRunRows >= m && tileVectors > 0 {
+            } else if 2 * longRunRows >= m {
                 mode = tileRows
             } else {
-                mode = pairVectors > 0 ? 2 : 0
+                mode = 2
             }
             tileMode[b] = mode
             let firstColumn = entryColumn.count, firstValue = entryValue.count
@@ -335,19 +333,20 @@ public final class BlockProductPlan: Sendable {
             maxEntries = max(maxEntries, entryValue.count - firstValue)
         }
 
-        // Panels: each block's columns cut into nearly equal panels no wider than the kernel's
-        // (and, for tiled blocks, than its four-row kernel's).
+        // Panels: each block's columns cut into nearly equal panels no wider than the kernel's.
         var panelsOfBlock = [[(column: Int, width: Int)]]()
         var widestPanel = 1
         for (b, block) in blocks.enumerated() {
             var panels: [(column: Int, width: Int)] = []
             if block.columnCount > 0 && !block.rows.isEmpty {
                 var most = maximumPanelVectors ?? Int(sk_bprod_max_vectors(kernel.level, single, Int32(block.rows.count)))
-                if tileMode[b] == 2 { most = min(most, pairVectors) }
-                if tileMode[b] > 2 { most = min(most, tileVectors, pairVectors) }
+                // Tiled blocks: panels a multiple of the tile kernel's sub-panel where possible.
+                let unit = tileMode[b] == 0 ? 1 : Int(sk_bprod_tile_vectors(kernel.level, tileMode[b] == 2 ? 1 : 0))
+                if maximumPanelVectors == nil && most >= unit { most -= most % unit }
                 let vectors = (block.columnCount + lanes - 1) / lanes
                 let count = (vectors + most - 1) / most
-                let per = (vectors + count - 1) / count
+                var per = (vectors + count - 1) / count
+                if per % unit != 0 && per - per % unit + unit <= most { per += unit - per % unit }
                 var column = 0
                 while column < block.columnCount {
                     let width = min(per * lanes, block.columnCount - column)
