@@ -1,4 +1,7 @@
-/* A persistent worker pool: nthreads-1 pthreads plus the caller, one task at a time. */
+/* A persistent worker pool: nthreads-1 pthreads plus the caller, one task at a time. Callers on
+ * different threads may share a pool: sk_pool_run holds `running` for the whole task, so a second
+ * caller waits until the first task has finished (a task must not call sk_pool_run on its own
+ * pool). */
 #include "CSparseKernels.h"
 #include <pthread.h>
 #include <stdlib.h>
@@ -6,6 +9,7 @@
 struct sk_pool {
     int nthreads;
     pthread_t *threads;
+    pthread_mutex_t running;    /* held by the caller of sk_pool_run for its whole task */
     pthread_mutex_t lock;
     pthread_cond_t start;       /* signalled when a new generation begins */
     pthread_cond_t done;        /* signalled when the last worker finishes */
@@ -59,6 +63,7 @@ sk_pool *sk_pool_new(int nthreads)
         free(pool);
         return NULL;
     }
+    pthread_mutex_init(&pool->running, NULL);
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->start, NULL);
     pthread_cond_init(&pool->done, NULL);
@@ -82,6 +87,7 @@ void sk_pool_free(sk_pool *pool)
     pthread_cond_broadcast(&pool->start);
     pthread_mutex_unlock(&pool->lock);
     for (int t = 1; t < pool->nthreads; t++) pthread_join(pool->threads[t], NULL);
+    pthread_mutex_destroy(&pool->running);
     pthread_mutex_destroy(&pool->lock);
     pthread_cond_destroy(&pool->start);
     pthread_cond_destroy(&pool->done);
@@ -97,6 +103,7 @@ void sk_pool_run(sk_pool *pool, sk_task task, void *context)
         task(context, 0, 1);
         return;
     }
+    pthread_mutex_lock(&pool->running);
     pthread_mutex_lock(&pool->lock);
     pool->task = task;
     pool->context = context;
@@ -110,4 +117,5 @@ void sk_pool_run(sk_pool *pool, sk_task task, void *context)
     pthread_mutex_lock(&pool->lock);
     while (pool->pending > 0) pthread_cond_wait(&pool->done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
+    pthread_mutex_unlock(&pool->running);
 }

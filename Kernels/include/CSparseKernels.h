@@ -40,7 +40,8 @@ int sk_fclose(FILE *file);
 
 /* A fixed set of threads that run one task at a time: task(context, thread, nthreads) is called
  * once for every thread in 0..<nthreads (thread 0 on the caller), and sk_pool_run returns when
- * all calls have returned. Nothing is allocated per run. */
+ * all calls have returned. Nothing is allocated per run. Several threads may call sk_pool_run on
+ * one pool: their tasks run one after another. A task must not call sk_pool_run on its own pool. */
 typedef struct sk_pool sk_pool;
 typedef void (*sk_task)(void *context, int thread, int nthreads);
 sk_pool *sk_pool_new(int nthreads);

@@ -38,6 +38,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         var logits: [Double]
         var loss = 0.0
         var history: BackpropagationHistory<Scalar>?
+        /// The error this stream's part of a threaded step threw, if any.
+        var failure: Error?
         init(model: Model<Scalar>, structure: ModelStructure) {
             let k = model.hiddenSize, o = model.outputSize
             state = [Scalar](repeating: 0, count: structure.graph.stateSize)
@@ -156,14 +158,17 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         }
         try inputs.withUnsafeBufferPointer { x in
             if let pool {
-                var failure: Error?
+                // Each stream is stepped by one thread, which records its own failure; the first
+                // stream's failure is thrown after all threads have finished.
                 pool.run { thread, count in
                     for b in stride(from: thread, to: self.streamCount, by: count) {
+                        let stream = self.streams[b]
+                        stream.failure = nil
                         do { try self.step(stream: b, input: UnsafeBufferPointer(rebasing: x[b * n..<(b + 1) * n]), target: targets[b]) }
-                        catch { failure = error }
+                        catch { stream.failure = error }
                     }
                 }
-                if let failure { throw failure }
+                if let failure = streams.lazy.compactMap(\.failure).first { throw failure }
             } else {
                 for b in 0..<streamCount {
                     try step(stream: b, input: UnsafeBufferPointer(rebasing: x[b * n..<(b + 1) * n]), target: targets[b])

@@ -24,6 +24,12 @@ import Foundation
 /// measurements behind the estimate). With more than one thread, columns of C are split into
 /// contiguous ranges of equal estimated work; each column is computed by one thread in a fixed
 /// order, so results are bit-identical whatever the thread count.
+///
+/// A plan may be shared by concurrent callers (tasks or threads), each with its own value arrays:
+/// the `runs` layout keeps no state between calls, and the `accumulator` layout's work vectors are
+/// used under a lock, so concurrent calls of that layout run one after another. (`@unchecked`:
+/// the plan's buffers are written only at initialisation, apart from those work vectors;
+/// `MaskedProductConcurrencyTests` shares plans between tasks under the thread sanitizer.)
 public final class MaskedProductPlan: @unchecked Sendable {
     /// How the numeric phase walks the product.
     public enum Layout: String, CaseIterable, Sendable {
@@ -55,6 +61,8 @@ public final class MaskedProductPlan: @unchecked Sendable {
     private let runPointers: OwnedBuffer<Int64>
     private let bounds: [Int32]
     private let work: OwnedBuffer<Double>
+    /// Held while a call of the `accumulator` layout uses `work`.
+    private let workLock = NSLock()
     private let pool: WorkerPool?
 
     /// Builds the plan (the symbolic phase).
@@ -227,7 +235,13 @@ public final class MaskedProductPlan: @unchecked Sendable {
                                     Cx: cValues.baseAddress, work: work.pointer, bounds: bounds.baseAddress,
                                     single: single ? 1 : 0, skip_zero: skippingZeroFactors ? 1 : 0,
                                     skipped: skipped.baseAddress)
-                                sk_mprod_execute(pool?.raw, &call)
+                                if layout == .accumulator {
+                                    workLock.lock()
+                                    sk_mprod_execute(pool?.raw, &call)
+                                    workLock.unlock()
+                                } else {
+                                    sk_mprod_execute(pool?.raw, &call)
+                                }
                             }
                         }
                     }

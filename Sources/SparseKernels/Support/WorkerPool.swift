@@ -5,6 +5,11 @@ import CSparseKernels
 /// `run` calls its body once for every thread index 0..<threadCount, on the caller's thread for
 /// index 0, and returns when every call has returned. Nothing is allocated per run, so a pool can
 /// drive a per-step loop.
+///
+/// A pool may be shared: when several threads call `run` at once, their tasks run one after
+/// another (the C pool holds a lock for the whole task), never interleaved. (`@unchecked`: the
+/// pool's state lives in C behind that lock; `WorkerPoolTests` runs concurrent callers under the
+/// thread sanitizer.) A body must not call `run` on its own pool: that waits forever.
 public final class WorkerPool: @unchecked Sendable {
     let raw: OpaquePointer
     /// Number of threads, the caller's included.
