@@ -60,5 +60,5 @@ let package = Package(
             dependencies: ["RTRL"]
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v6]
 )

@@ -125,10 +125,10 @@ struct BenchStepCommand: ParsableCommand {
             let fractions = samples.compactMap { s in s.roof(multiplyAdds: work, bytes: bytes).map { $0 / s.stepSeconds } }
             let gemm = samples.compactMap { $0.gemmRate }, copy = samples.map { $0.copyBandwidth }
             let computeBound = samples.filter { s in s.gemmRate.map { Double(work) / $0 >= Double(bytes) / s.copyBandwidth } ?? false }
-            line += [("gemm_rate_g", gemm.isEmpty ? nil : Statistics.median(gemm) / 1e9 as Any),
+            line += [("gemm_rate_g", gemm.isEmpty ? Any?.none as Any : Statistics.median(gemm) / 1e9),
                      ("copy_bandwidth_gbs", Statistics.median(copy) / 1e9),
-                     ("roofline_seconds", roofs.isEmpty ? nil : Statistics.median(roofs) as Any),
-                     ("roofline_fraction", fractions.isEmpty ? nil : Statistics.median(fractions) as Any),
+                     ("roofline_seconds", roofs.isEmpty ? Any?.none as Any : Statistics.median(roofs)),
+                     ("roofline_fraction", fractions.isEmpty ? Any?.none as Any : Statistics.median(fractions)),
                      ("roofline_bound", 2 * computeBound.count >= samples.count ? "compute" : "memory"),
                      ("roofline_rounds", samples.count), ("gemm", probe.gemmSource)]
         }

@@ -49,7 +49,7 @@ final class EGRUScaledFormTests: XCTestCase {
         XCTAssertGreaterThan(renormalised, 12, "no scale was ever reset to 1: renormalisation is not exercised")
 
         // Float: a much narrower scale range, renormalised far more often.
-        let single = try model.converted(to: Float.self)
+        let single = model.converted(to: Float.self)
         let floatRange = ScaledBlockProductPlan.scaleRange(Float.self)
         var floatSmallest = Double.infinity
         let skippingFloat = try run(single, [sequence], skipping: true) { learner, _ in

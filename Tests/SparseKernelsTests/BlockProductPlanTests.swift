@@ -271,12 +271,12 @@ final class BlockProductPlanTests: XCTestCase {
         let values = [Double](repeating: 1, count: 2)
         var x = [Double](repeating: 1, count: 6)
         var sums = [Double](repeating: 0, count: 3)
-        try values.withUnsafeBufferPointer { av in
-            try x.withUnsafeMutableBufferPointer { xv in
+        values.withUnsafeBufferPointer { av in
+            x.withUnsafeMutableBufferPointer { xv in
                 refuses({ try plan.execute(a: av, x: UnsafeMutableBufferPointer(rebasing: xv[0..<5]), additions: .init(start: nil, count: 0),
                                            workspace: plan.makeWorkspace()) }, "6 of X")
                 refuses({ try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), workspace: other.makeWorkspace()) }, "another plan")
-                try sums.withUnsafeMutableBufferPointer { sv in
+                sums.withUnsafeMutableBufferPointer { sv in
                     refuses({ try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), rowWeights: nil, columnSums: sv,
                                                workspace: plan.makeWorkspace()) }, "both or neither")
                 }

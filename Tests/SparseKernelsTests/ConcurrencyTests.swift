@@ -23,7 +23,7 @@ final class ConcurrencyTests: XCTestCase {
             let results = SlotArray<Int>(count: callers)
             concurrently { caller in
                 var total = 0
-                for call in 0..<callsPerCaller {
+                for call in 0..<Self.callsPerCaller {
                     // Every thread of the task writes its slot; thread 0 sums them after `run`.
                     var slots = [Int](repeating: -1, count: threads)
                     slots.withUnsafeMutableBufferPointer { slots in
