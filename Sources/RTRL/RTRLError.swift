@@ -1,5 +1,3 @@
-@_exported import SparseKernels
-
 /// Errors raised by the RTRL layer: one readable sentence each.
 public enum RTRLError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A model directory that is missing a file or whose files disagree with each other.

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CSparseKernels
 import RTRL
 
 /// `rtrl bench product` (contract §5b): the influence update's product alone, on a model's own
@@ -102,13 +101,7 @@ struct BenchProductCommand: ParsableCommand {
             var cxTimes: [Double] = []
             for _ in 0...cxReps {
                 let t = try Stopwatch.time {
-                    try d.withCSparse { dv in
-                        try j.withCSparse { jv in
-                            guard let c = cs_di_multiply(dv, jv) else { throw CommandFailure("CXSparse ran out of memory") }
-                            masked(c, mask: mask, into: &reference, work: &work)
-                            cs_di_spfree(c)
-                        }
-                    }
+                    try d.cxsparseMaskedProduct(j, mask: mask, into: &reference, work: &work)
                 }
                 cxTimes.append(t)
             }
@@ -207,13 +200,7 @@ struct BenchProductCommand: ParsableCommand {
         var times: [Double] = []
         for _ in 0...max(3, reps / 10) {
             times.append(try Stopwatch.time {
-                try d.withCSparse { dv in
-                    try j.withCSparse { jv in
-                        guard let c = cs_di_multiply(dv, jv) else { throw CommandFailure("CXSparse ran out of memory") }
-                        masked(c, mask: mask, into: &reference, work: &work)
-                        cs_di_spfree(c)
-                    }
-                }
+                try d.cxsparseMaskedProduct(j, mask: mask, into: &reference, work: &work)
             })
         }
         times.removeFirst() // warm-up
@@ -235,19 +222,5 @@ struct BenchProductCommand: ParsableCommand {
             }
         }
         return (times, c.map { Double($0) })
-    }
-}
-
-/// Keeps the entries of a CXSparse result that lie on `mask` (in the mask's storage order).
-private func masked(_ c: UnsafeMutablePointer<cs_di>, mask: SparsityPattern, into out: inout [Double], work: inout [Double]) {
-    let cp = c.pointee.p!, ci = c.pointee.i!, cx = c.pointee.x!
-    mask.rowIndices.withUnsafeBufferPointer { mi in
-        mask.columnPointers.withUnsafeBufferPointer { mp in
-            for col in 0..<mask.columnCount {
-                for p in Int(cp[col])..<Int(cp[col + 1]) { work[Int(ci[p])] = cx[p] }
-                for q in Int(mp[col])..<Int(mp[col + 1]) { out[q] = work[Int(mi[q])] }
-                for p in Int(cp[col])..<Int(cp[col + 1]) { work[Int(ci[p])] = 0 }
-            }
-        }
     }
 }

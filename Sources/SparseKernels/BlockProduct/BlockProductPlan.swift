@@ -1,4 +1,4 @@
-import CSparseKernels
+internal import CSparseKernels
 
 /// Dense blocks multiplied in place by principal submatrices of one sparse matrix:
 ///

@@ -1,4 +1,4 @@
-import CSparseKernels
+internal import CSparseKernels
 
 /// A sparse Cholesky factorisation A = LLᵀ of a symmetric positive definite matrix through
 /// CHOLMOD, for one fixed pattern: the initialiser analyses the pattern once (fill-reducing

@@ -1,4 +1,4 @@
-import CSparseKernels
+internal import CSparseKernels
 import Foundation
 
 /// A masked sparse–sparse product `C⟨M⟩ = diag(r) · A · B · diag(s)` whose patterns are fixed.

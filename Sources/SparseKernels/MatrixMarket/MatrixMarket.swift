@@ -1,4 +1,4 @@
-import CSparseKernels
+internal import CSparseKernels
 import Foundation
 
 /// Matrix Market files, read and written through CHOLMOD (`cholmod_read_triplet`,

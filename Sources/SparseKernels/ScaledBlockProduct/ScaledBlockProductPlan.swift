@@ -1,4 +1,4 @@
-import CSparseKernels
+internal import CSparseKernels
 
 /// An in-place product `X ← X · B` for a block-diagonal X with dense blocks, held in
 /// column-scaled form, and a block-diagonal B on the same column blocks whose rows are mostly

@@ -1,9 +1,8 @@
-import CSparseKernels
+internal import CSparseKernels
 
 extension SparsityPattern {
     /// `y += A·x` for a matrix on this pattern with the given values (x has `columnCount`
     /// entries, y `rowCount`). Allocates nothing.
-    @inlinable
     public func multiplyAdd<Scalar: SparseScalar>(values: UnsafeBufferPointer<Scalar>, _ x: UnsafeBufferPointer<Scalar>,
                                                   into y: UnsafeMutableBufferPointer<Scalar>) {
         precondition(values.count == nonzeroCount && x.count >= columnCount && y.count >= rowCount)
@@ -22,7 +21,6 @@ extension SparsityPattern {
     }
 
     /// `y += Aᵀ·x` for a matrix on this pattern (x has `rowCount` entries, y `columnCount`).
-    @inlinable
     public func transposedMultiplyAdd<Scalar: SparseScalar>(values: UnsafeBufferPointer<Scalar>, _ x: UnsafeBufferPointer<Scalar>,
                                                             into y: UnsafeMutableBufferPointer<Scalar>) {
         precondition(values.count == nonzeroCount && x.count >= rowCount && y.count >= columnCount)
@@ -41,12 +39,10 @@ extension SparsityPattern {
     }
 }
 
-@inlinable
 func rebound<S, T>(_ b: UnsafeBufferPointer<S>, _: T.Type) -> UnsafePointer<T> {
     UnsafeRawPointer(b.baseAddress ?? UnsafePointer(bitPattern: 8)!).assumingMemoryBound(to: T.self)
 }
 
-@inlinable
 func reboundMutable<S, T>(_ b: UnsafeMutableBufferPointer<S>, _: T.Type) -> UnsafeMutablePointer<T> {
     UnsafeMutableRawPointer(b.baseAddress ?? UnsafeMutablePointer(bitPattern: 8)!).assumingMemoryBound(to: T.self)
 }

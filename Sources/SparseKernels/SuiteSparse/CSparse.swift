@@ -1,10 +1,10 @@
-import CSparseKernels
+package import CSparseKernels
 
 extension SparseMatrix {
     /// Calls `body` with a CXSparse `cs_di` in compressed-column form (`nz == -1`) describing this
     /// matrix. For `Double` it points straight at this matrix's arrays, with no copy; for `Float`
     /// the values are converted first. CXSparse must only read it; valid only inside `body`.
-    public func withCSparse<R>(_ body: (UnsafeMutablePointer<cs_di>) throws -> R) rethrows -> R {
+    package func withCSparse<R>(_ body: (UnsafeMutablePointer<cs_di>) throws -> R) rethrows -> R {
         if let doubles = self as? SparseMatrix<Double> {
             return try doubles.withCSparseView(body)
         }
@@ -13,7 +13,7 @@ extension SparseMatrix {
 
     /// Copies a CXSparse matrix in either form: compressed column (`nz == -1`, rows in any order,
     /// as `cs_di_multiply` returns them) or triplet (`nz >= 0`).
-    public init(copying matrix: UnsafePointer<cs_di>, duplicates: DuplicatePolicy = .sum) throws {
+    package init(copying matrix: UnsafePointer<cs_di>, duplicates: DuplicatePolicy = .sum) throws {
         let a = matrix.pointee
         let m = Int(a.m), n = Int(a.n)
         var rows: [Int] = [], columns: [Int] = [], values: [Scalar] = []

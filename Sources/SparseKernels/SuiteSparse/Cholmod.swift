@@ -1,14 +1,14 @@
-import CSparseKernels
+package import CSparseKernels
 
 /// One CHOLMOD workspace (`cholmod_common`): allocated once on the heap, started, with printing
 /// silenced and errors captured. Own one per thread of work; never share one between threads
 /// that use it at the same time.
-public final class Cholmod {
+package final class Cholmod {
     /// The CHOLMOD workspace, for calling CHOLMOD directly.
-    public let common: UnsafeMutablePointer<cholmod_common>
+    package let common: UnsafeMutablePointer<cholmod_common>
 
     /// Starts a CHOLMOD workspace.
-    public init() throws {
+    package init() throws {
         guard let common = sk_cholmod_new() else {
             throw SparseKernelsError.cholmod(status: CHOLMOD_OUT_OF_MEMORY, message: "out of memory starting CHOLMOD")
         }
@@ -19,7 +19,7 @@ public final class Cholmod {
 
     /// Runs a CHOLMOD call and turns a failure (nil result or negative status) into an error that
     /// carries CHOLMOD's message.
-    public func call<T>(_ what: String, _ body: (UnsafeMutablePointer<cholmod_common>) -> T?) throws -> T {
+    package func call<T>(_ what: String, _ body: (UnsafeMutablePointer<cholmod_common>) -> T?) throws -> T {
         sk_cholmod_clear_error()
         common.pointee.status = CHOLMOD_OK
         let result = body(common)
@@ -36,7 +36,7 @@ extension SparseMatrix {
     /// `CHOLMOD_INT` indices, real double values). For `Double` it points straight at this
     /// matrix's arrays, with no copy; for `Float` the values are first converted to double.
     /// CHOLMOD must only read it, and it is valid only inside `body`.
-    public func withCholmodSparse<R>(_ body: (UnsafeMutablePointer<cholmod_sparse>) throws -> R) rethrows -> R {
+    package func withCholmodSparse<R>(_ body: (UnsafeMutablePointer<cholmod_sparse>) throws -> R) rethrows -> R {
         if let doubles = self as? SparseMatrix<Double> {
             return try doubles.withCholmodView(body)
         }
@@ -45,7 +45,7 @@ extension SparseMatrix {
 
     /// Copies a CHOLMOD sparse matrix of any storage (packed or not, sorted or not, int or long
     /// indices, symmetric stype expanded to both triangles; real values, or ones for a pattern).
-    public init(copying matrix: UnsafePointer<cholmod_sparse>, duplicates: DuplicatePolicy = .sum) throws {
+    package init(copying matrix: UnsafePointer<cholmod_sparse>, duplicates: DuplicatePolicy = .sum) throws {
         let a = matrix.pointee
         guard a.xtype == CHOLMOD_REAL || a.xtype == CHOLMOD_PATTERN else {
             throw SparseKernelsError.invalidArgument("only real or pattern CHOLMOD matrices can be copied")

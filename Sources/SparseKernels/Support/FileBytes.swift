@@ -3,9 +3,9 @@ import Foundation
 /// Reads whole files with POSIX calls (open, fstat, read, close): predictable errors, and no
 /// dependence on Foundation's file reading (which leaks a buffer in some toolchains, found by
 /// fuzzing under LeakSanitizer).
-public enum FileBytes {
+package enum FileBytes {
     /// The file's bytes, or `SparseKernelsError.fileSystem` naming the path and the reason.
-    public static func read(_ path: String) throws -> [UInt8] {
+    package static func read(_ path: String) throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY)
         guard descriptor >= 0 else {
             throw SparseKernelsError.fileSystem(path: path, reason: errno == ENOENT ? "no such file" : String(cString: strerror(errno)))
@@ -33,7 +33,7 @@ public enum FileBytes {
     }
 
     /// The file's bytes as `Data`, or nil if it cannot be read.
-    public static func data(_ path: String) -> Data? {
+    package static func data(_ path: String) -> Data? {
         (try? read(path)).map { Data($0) }
     }
 }

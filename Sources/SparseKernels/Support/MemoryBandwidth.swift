@@ -1,13 +1,13 @@
-import CSparseKernels
+internal import CSparseKernels
 import Foundation
 
 /// Measures the machine's memory bandwidth the way the benchmarks report it: a large copy split
 /// over threads, counting bytes read plus bytes written.
-public enum MemoryBandwidth {
+package enum MemoryBandwidth {
     /// Median bandwidth in GB/s (10⁹ bytes per second) of `repetitions` copies of `bytes`
     /// bytes (after one untimed warm-up copy), using `threads` threads; with `best`, the fastest
     /// copy's bandwidth instead (a roof: what the machine reached at least once).
-    public static func measure(threads: Int = 1, bytes: Int = 256 << 20, repetitions: Int = 7, best: Bool = false) throws -> Double {
+    package static func measure(threads: Int = 1, bytes: Int = 256 << 20, repetitions: Int = 7, best: Bool = false) throws -> Double {
         let pool = try WorkerPool(threads: threads)
         let source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         let destination = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -27,14 +27,14 @@ public enum MemoryBandwidth {
 
 /// One copy of a fixed buffer, repeated on demand: a memory-bandwidth probe to interleave with a
 /// benchmark (buffers and threads are set up once).
-public final class CopyProbe {
+package final class CopyProbe {
     private let pool: WorkerPool
     private let source, destination: UnsafeMutableRawPointer
     /// Bytes copied by one `measure`.
-    public let bytes: Int
+    package let bytes: Int
 
     /// Allocates and fills two buffers of `bytes` bytes and starts `threads` threads.
-    public init(threads: Int = 1, bytes: Int = 256 << 20) throws {
+    package init(threads: Int = 1, bytes: Int = 256 << 20) throws {
         pool = try WorkerPool(threads: threads)
         self.bytes = bytes
         source = .allocate(byteCount: bytes, alignment: 64)
@@ -50,7 +50,7 @@ public final class CopyProbe {
     }
 
     /// Copies once; the bandwidth in bytes per second (bytes read + written).
-    public func measure() -> Double {
+    package func measure() -> Double {
         let start = Stopwatch.now()
         sk_parallel_copy(pool.raw, destination, source, bytes)
         return Double(2 * bytes) / (Stopwatch.now() - start)
@@ -58,16 +58,16 @@ public final class CopyProbe {
 }
 
 /// A monotonic clock in seconds.
-public enum Stopwatch {
+package enum Stopwatch {
     /// Seconds on the monotonic clock (CLOCK_MONOTONIC), for differences.
-    public static func now() -> Double {
+    package static func now() -> Double {
         var t = timespec()
         clock_gettime(CLOCK_MONOTONIC, &t)
         return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
     }
 
     /// Times `body` once, in seconds.
-    public static func time(_ body: () throws -> Void) rethrows -> Double {
+    package static func time(_ body: () throws -> Void) rethrows -> Double {
         let start = now()
         try body()
         return now() - start
@@ -75,9 +75,9 @@ public enum Stopwatch {
 }
 
 /// Order statistics for benchmark reports.
-public enum Statistics {
+package enum Statistics {
     /// The q-quantile (0…1) by linear interpolation between order statistics.
-    public static func quantile(_ values: [Double], _ q: Double) -> Double {
+    package static func quantile(_ values: [Double], _ q: Double) -> Double {
         guard !values.isEmpty else { return .nan }
         let sorted = values.sorted()
         let position = q * Double(sorted.count - 1)
@@ -86,23 +86,23 @@ public enum Statistics {
     }
 
     /// The median (the 0.5-quantile).
-    public static func median(_ values: [Double]) -> Double { quantile(values, 0.5) }
+    package static func median(_ values: [Double]) -> Double { quantile(values, 0.5) }
 }
 
 /// Quantiles of durations in fixed memory: a histogram with log-spaced bins from 1 ns to 1000 s,
 /// 0.2% wide, so a quantile is known to within 0.2% however many samples are added — for
 /// benchmarks whose memory must not grow with the number of steps.
-public struct DurationHistogram: Sendable {
+package struct DurationHistogram: Sendable {
     static let low = 1e-9, ratio = 1.002
     static let binCount = Int((Foundation.log(1e3 / low) / Foundation.log(ratio)).rounded(.up)) + 1
     private var counts = [Int](repeating: 0, count: DurationHistogram.binCount)
-    public private(set) var count = 0
+    package private(set) var count = 0
 
     /// An empty histogram.
-    public init() {}
+    package init() {}
 
     /// Counts one duration (seconds; clamped to the histogram's range).
-    public mutating func add(_ seconds: Double) {
+    package mutating func add(_ seconds: Double) {
         let x = max(seconds, DurationHistogram.low)
         let bin = min(DurationHistogram.binCount - 1, Int(Foundation.log(x / DurationHistogram.low) / Foundation.log(DurationHistogram.ratio)))
         counts[bin] += 1
@@ -110,7 +110,7 @@ public struct DurationHistogram: Sendable {
     }
 
     /// The q-quantile (0…1): the geometric middle of the bin holding it.
-    public func quantile(_ q: Double) -> Double {
+    package func quantile(_ q: Double) -> Double {
         guard count > 0 else { return .nan }
         let target = q * Double(count - 1)
         var seen = 0

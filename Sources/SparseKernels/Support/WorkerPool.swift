@@ -1,4 +1,4 @@
-import CSparseKernels
+internal import CSparseKernels
 
 /// A fixed set of threads that runs one parallel task at a time.
 ///
@@ -10,13 +10,13 @@ import CSparseKernels
 /// another (the C pool holds a lock for the whole task), never interleaved. (`@unchecked`: the
 /// pool's state lives in C behind that lock; `WorkerPoolTests` runs concurrent callers under the
 /// thread sanitizer.) A body must not call `run` on its own pool: that waits forever.
-public final class WorkerPool: @unchecked Sendable {
+package final class WorkerPool: @unchecked Sendable {
     let raw: OpaquePointer
     /// Number of threads, the caller's included.
-    public let threadCount: Int
+    package let threadCount: Int
 
     /// Starts `threads - 1` worker threads (at least one thread in all).
-    public init(threads: Int) throws {
+    package init(threads: Int) throws {
         guard threads >= 1, threads <= 1024 else {
             throw SparseKernelsError.invalidArgument("a worker pool needs 1 to 1024 threads, not \(threads)")
         }
@@ -30,7 +30,7 @@ public final class WorkerPool: @unchecked Sendable {
     deinit { sk_pool_free(raw) }
 
     /// Runs `body(thread, threadCount)` on every thread and waits for all of them.
-    public func run(_ body: (_ thread: Int, _ threadCount: Int) -> Void) {
+    package func run(_ body: (_ thread: Int, _ threadCount: Int) -> Void) {
         withoutActuallyEscaping(body) { body in
             var box = body
             withUnsafeMutablePointer(to: &box) { pointer in
@@ -44,7 +44,7 @@ public final class WorkerPool: @unchecked Sendable {
 
     /// Splits 0..<costs.count into `parts` contiguous ranges of about equal total cost.
     /// Returns parts + 1 boundaries.
-    public static func balancedBoundaries(costs: [Int], parts: Int) -> [Int32] {
+    package static func balancedBoundaries(costs: [Int], parts: Int) -> [Int32] {
         var prefix = [Int](repeating: 0, count: costs.count + 1)
         for k in 0..<costs.count { prefix[k + 1] = prefix[k] + costs[k] }
         let total = prefix[costs.count]
