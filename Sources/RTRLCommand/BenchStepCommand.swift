@@ -1,5 +1,5 @@
 import ArgumentParser
-@_spi(Benchmarks) import RTRL
+import RTRL
 
 /// `rtrl bench step` (contract §5): whole online steps — forward, influence update, gradient —
 /// on random inputs, timed one by one after a warm-up.
@@ -44,7 +44,7 @@ struct BenchStepCommand: ParsableCommand {
     private func run<S: SparseScalar>(_ model: Model<S>, _ method: GradientMethod, _ layout: InfluenceLayout, as: S.Type) throws {
         if let egruColumnBytes {
             guard egruColumnBytes >= 1 else { throw CommandFailure("--egru-column-bytes must be at least 1, not \(egruColumnBytes)") }
-            ScaledFormTuning.columnBytes = egruColumnBytes
+            ScaledFormTuning.columnBytes.store(egruColumnBytes, ordering: .relaxed)
         }
         let learner = try OnlineLearner(model: model, method: method, streams: batch, threads: threads, layout: layout,
                                         skipsQuietUnits: !noSkip)

@@ -3,7 +3,7 @@ import Foundation
 import RTRL
 
 enum TaskName: String, ExpressibleByArgument, CaseIterable { case copy, add, text }
-extension Optimizer.Kind: ExpressibleByArgument {}
+extension OptimizerKind: ExpressibleByArgument {}
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,7 +18,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Gradient method (snap-N, rtrl, rtrl-dense, bptt, tbptt-H, uoro, …).") var method: String = "snap-2"
     @Option(help: "Independent streams.") var batch: Int = 1
     @Option(parsing: .unconditional, help: "Total steps.") var steps: Int = 20_000
-    @Option(help: "sgd or adam.") var optimizer: Optimizer<Double>.Kind = .adam
+    @Option(help: "sgd, adam or natural.") var optimizer: OptimizerKind = .adam
     @Option(help: "Learning rate.") var lr: Double = 3e-3
     @Option(help: "Largest gradient norm of an update (0: no clipping).") var clip: Double = 1
     @Option(help: "Steps between parameter updates.") var updateEvery: Int = 1
@@ -40,9 +40,9 @@ struct TrainCommand: ParsableCommand {
             }
             if plot != nil && metrics == nil { throw CommandFailure("--plot needs --metrics (the curves are drawn from it)") }
             let task = try makeTask()
-            let trainer: Trainer
+            let trainer: Trainer<Double>
             if let resume {
-                trainer = try Trainer(resumingFrom: resume, task: task)
+                trainer = try Trainer<Double>(resumingFrom: resume, task: task)
             } else {
                 let start: Model<Double>
                 if let model {
@@ -53,7 +53,7 @@ struct TrainCommand: ParsableCommand {
                     start = try Model<Double>(random: configuration, density: density,
                                               independentGateMasks: independentGateMasks, seed: seed)
                 }
-                let settings = try TrainingConfiguration(method: method, optimizer: optimizer, learningRate: lr, clip: clip,
+                let settings = try TrainingConfiguration(method: GradientMethod(parsing: method), optimizer: optimizer, learningRate: lr, clip: clip,
                                                          updateEvery: updateEvery, threads: threads, seed: seed)
                 trainer = try Trainer(model: start, task: task, configuration: settings)
             }
@@ -93,17 +93,17 @@ struct TrainCommand: ParsableCommand {
             if let plot {
                 guard let metrics else { return }
                 try? csv?.synchronize()
-                try writeCurves(tables: [try MetricsTable(path: metrics)], names: [trainer.configuration.method],
-                                title: "\(task.name) task, \(trainer.model.cell.rawValue) \(trainer.model.hiddenSize) units, \(trainer.configuration.method)",
+                try writeCurves(tables: [try MetricsTable(path: metrics)], names: [trainer.configuration.method.description],
+                                title: "\(task.name) task, \(trainer.model.cell.rawValue) \(trainer.model.hiddenSize) units, \(trainer.configuration.method.description)",
                                 to: plot)
             }
             guard let final = last ?? (steps == trainer.step ? nil : nil) else {
-                printJSONLine(["task": task.name, "method": trainer.configuration.method, "steps": trainer.step,
+                printJSONLine(["task": task.name, "method": trainer.configuration.method.description, "steps": trainer.step,
                                "final_loss": Double.nan])
                 return
             }
             guard final.loss.isFinite || final.loss.isNaN else { throw CommandFailure("training diverged (the loss is not finite)") }
-            var fields: [(String, Any)] = [("task", task.name), ("method", trainer.configuration.method), ("steps", trainer.step),
+            var fields: [(String, Any)] = [("task", task.name), ("method", trainer.configuration.method.description), ("steps", trainer.step),
                                            ("final_loss", final.loss), (final.metricName, final.metric), ("seconds", final.seconds)]
             for e in final.evaluations { fields.append((e.name, e.value)) }
             print("{" + fields.map { "\"\($0.0)\": \(jsonValue($0.1))" }.joined(separator: ", ") + "}")

@@ -1,4 +1,4 @@
-@testable @_spi(Benchmarks) import RTRL
+@testable import RTRL
 import SparseKernels
 import XCTest
 
@@ -137,12 +137,12 @@ final class EGRUScaledFormTests: XCTestCase {
     /// 1 and 2 threads and three streams give the plain update's gradient, and threads give the
     /// same bits.
     func testGroupingsAndThreads() throws {
-        let saved = ScaledFormTuning.columnBytes
-        defer { ScaledFormTuning.columnBytes = saved }
+        let saved = ScaledFormTuning.columnBytes.load(ordering: .relaxed)
+        defer { ScaledFormTuning.columnBytes.store(saved, ordering: .relaxed) }
         let model = try Fixtures.model(.egru, hidden: 24, density: 0.2, seed: 45)
         let sequences = try (0..<3).map { try Fixtures.sequence(for: model, length: 30, seed: 450 + UInt64($0), scale: 1.5) }
         for bytes in [1, 300, 8192] {
-            ScaledFormTuning.columnBytes = bytes
+            ScaledFormTuning.columnBytes.store(bytes, ordering: .relaxed)
             for method in [GradientMethod.rtrl, .snap(2)] {
                 let plain = try sequenceGradient(model, sequences[0], method, skipsQuietUnits: false)
                 let one = try sequenceGradient(model, sequences[0], method, threads: 1)

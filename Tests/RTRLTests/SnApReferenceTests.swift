@@ -182,7 +182,7 @@ final class SnApMaskedReferenceTests: XCTestCase {
         }
         func network(_ flat: [Double]) throws -> ReferenceNetwork {
             var q = p
-            q.setFlattened(flat)
+            try q.setFlattened(flat)
             return ReferenceNetwork(try Model(configuration: model.configuration, parameters: q))
         }
         let base = ReferenceNetwork(model), eps = 1e-6

@@ -246,6 +246,6 @@ struct ReferenceNetwork {
 /// The loss of `sequence` under parameters given as a flat array (reference forward pass).
 func referenceLoss(_ model: Model<Double>, flat: [Double], _ sequence: LabelledSequence) throws -> Double {
     var p = model.parameters
-    p.setFlattened(flat)
+    try p.setFlattened(flat)
     return ReferenceNetwork(try Model(configuration: model.configuration, parameters: p)).loss(sequence)
 }

@@ -4,12 +4,12 @@ import XCTest
 
 final class TrainingTests: XCTestCase {
     private func makeTrainer(method: String = "snap-2", batch: Int = 2, seed: UInt64 = 3, cell: CellKind = .gru,
-                             optimizer: Optimizer<Double>.Kind = .adam) throws -> Trainer {
+                             optimizer: OptimizerKind = .adam) throws -> Trainer<Double> {
         let task = CopyTask(streams: batch, seed: seed)
         let configuration = try ModelConfiguration(cell: cell, inputSize: 4, hiddenSize: 12, outputSize: 4)
         let model = try Model<Double>(random: configuration, density: 0.4, seed: seed)
         return try Trainer(model: model, task: task, configuration: try TrainingConfiguration(
-            method: method, optimizer: optimizer, learningRate: 1e-2, seed: seed))
+            method: GradientMethod(parsing: method), optimizer: optimizer, learningRate: 1e-2, seed: seed))
     }
 
     private func temporaryDirectory() throws -> URL {
@@ -64,7 +64,7 @@ final class TrainingTests: XCTestCase {
             let first = try makeTrainer(method: method, cell: cell, optimizer: optimizer)
             for _ in 0..<70 { try first.trainStep() }
             try first.saveCheckpoint(to: dir)
-            let resumed = try Trainer(resumingFrom: dir, task: CopyTask(streams: 2, seed: 3))
+            let resumed = try Trainer<Double>(resumingFrom: dir, task: CopyTask(streams: 2, seed: 3))
             XCTAssertEqual(resumed.step, 70)
             for _ in 70..<150 { try resumed.trainStep() }
             XCTAssertEqual(resumed.model.parameters.flattened, uninterrupted.model.parameters.flattened, method)
@@ -79,7 +79,7 @@ final class TrainingTests: XCTestCase {
             let model = try Model<Double>(random: try ModelConfiguration(cell: .lstm, inputSize: 4, hiddenSize: 10, outputSize: 4),
                                           density: 0.4, seed: 8)
             let trainer = try Trainer(model: model, task: task,
-                                      configuration: try TrainingConfiguration(method: method, threads: threads, seed: 8))
+                                      configuration: try TrainingConfiguration(method: GradientMethod(parsing: method), threads: threads, seed: 8))
             for _ in 0..<200 { try trainer.trainStep() }
             return trainer.model.parameters.flattened
         }
@@ -98,13 +98,12 @@ final class TrainingTests: XCTestCase {
         let before = try String(contentsOfFile: dir + "/trainer.json", encoding: .utf8)
         for _ in 0..<20 { try trainer.trainStep() }
         struct Interrupted: Error {}
-        Trainer.afterCheckpointFile = { _ in throw Interrupted() }
-        defer { Trainer.afterCheckpointFile = nil }
+        trainer.afterCheckpointFile = { _ in throw Interrupted() }
         XCTAssertThrowsError(try trainer.saveCheckpoint(to: dir))
         XCTAssertEqual(try String(contentsOfFile: dir + "/trainer.json", encoding: .utf8), before)
         let parent = URL(fileURLWithPath: dir).deletingLastPathComponent().path
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent), ["checkpoint"], "no partial directory left")
-        let resumed = try Trainer(resumingFrom: dir, task: CopyTask(streams: 2, seed: 3))
+        let resumed = try Trainer<Double>(resumingFrom: dir, task: CopyTask(streams: 2, seed: 3))
         XCTAssertEqual(resumed.step, 20)
     }
 
@@ -145,9 +144,11 @@ final class TrainingTests: XCTestCase {
         let wrong = try Model<Double>(random: try ModelConfiguration(cell: .gru, inputSize: 3, hiddenSize: 4, outputSize: 4),
                                       density: 1, seed: 1)
         XCTAssertThrowsError(try Trainer(model: wrong, task: CopyTask(streams: 1, seed: 1),
-                                         configuration: try TrainingConfiguration(method: "snap-1")))
-        XCTAssertThrowsError(try TrainingConfiguration(method: "magic"))
-        XCTAssertThrowsError(try TrainingConfiguration(method: "snap-1", updateEvery: 0))
+                                         configuration: try TrainingConfiguration(method: .snap(1))))
+        XCTAssertThrowsError(try GradientMethod(parsing: "magic"))
+        XCTAssertThrowsError(try TrainingConfiguration(method: .tbptt(0)))
+        XCTAssertThrowsError(try TrainingConfiguration(method: .snap(1), learningRate: 0))
+        XCTAssertThrowsError(try TrainingConfiguration(method: .snap(1), updateEvery: 0))
         XCTAssertThrowsError(try Optimizer<Double>(kind: .adam, learningRate: -1, parameterCount: 3))
     }
 

@@ -49,7 +49,7 @@ final class TruncatedBPTTReferenceTests: XCTestCase {
             let end = min(start + h, sequence.count)
             func windowLoss(_ flat: [Double]) throws -> Double {
                 var p = model.parameters
-                p.setFlattened(flat)
+                try p.setFlattened(flat)
                 let net = ReferenceNetwork(try Model(configuration: model.configuration, parameters: p))
                 var s = state, loss = 0.0
                 for t in start..<end {

@@ -33,6 +33,38 @@ final class MaskedProductPlanTests: XCTestCase {
         return out
     }
 
+    /// The CXSparse baseline of the benchmarks (`cxsparseMaskedProduct`) against dense arithmetic,
+    /// on awkward shapes; a shape that does not fit is an error.
+    func testCXSparseBaselineMatchesDenseArithmetic() throws {
+        var random = RandomSparse(seed: 77)
+        for (m, k, n) in [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 1, 1), (9, 5, 7), (30, 30, 30)] {
+            for density in [0.1, 0.5, 1.0] {
+                let a: SparseMatrix<Double> = random.matrix(m, k, density: density)
+                let b: SparseMatrix<Double> = random.matrix(k, n, density: density)
+                let mask = random.pattern(m, n, density: 0.4)
+                var out = [Double](repeating: .nan, count: mask.nonzeroCount), work = [Double](repeating: 0, count: m)
+                try a.cxsparseMaskedProduct(b, mask: mask, into: &out, work: &work)
+                XCTAssertClose(out, reference(a, b, mask: mask), relative: 1e-14, "\(m)×\(k)×\(n) at \(density)")
+                XCTAssertEqual(work, [Double](repeating: 0, count: m), "work left zeroed")
+            }
+        }
+        let a: SparseMatrix<Double> = random.matrix(3, 4, density: 0.5)
+        var out: [Double] = [], work = [Double](repeating: 0, count: 3)
+        XCTAssertThrowsError(try a.cxsparseMaskedProduct(a, mask: random.pattern(3, 4, density: 0), into: &out, work: &work))
+    }
+
+    /// Sparse matrices compare by pattern and values.
+    func testSparseMatricesCompareByValue() throws {
+        var random = RandomSparse(seed: 78)
+        let a: SparseMatrix<Double> = random.matrix(6, 5, density: 0.5)
+        var b = a
+        XCTAssertEqual(a, b)
+        b.values[0] += 1
+        XCTAssertNotEqual(a, b)
+        let zeros = SparseMatrix<Double>(zerosOn: a.pattern)
+        XCTAssertNotEqual(zeros, SparseMatrix<Double>(zerosOn: random.pattern(6, 5, density: 0.5)), "patterns differ")
+    }
+
     private func check<S: SparseScalar>(_ type: S.Type, seed: UInt64, tolerance: Double) throws {
         var random = RandomSparse(seed: seed)
         let shapes = [(0, 3, 4), (3, 0, 4), (3, 4, 0), (1, 1, 1), (5, 7, 3), (20, 20, 20), (17, 40, 9), (40, 11, 60)]

@@ -11,7 +11,7 @@
 /// - `selfTerm[s·k + i]`: D's own-state entries (DependencyGraph.selfTerms[s]) at unit i.
 /// The EGRU (state v) adds the threshold terms: `thresholdPreviousOutput[j]` = ∂y_{t−1,j}/∂ϑ_j,
 /// `thresholdSelf[j]` = ∂v'_j/∂ϑ_j through h_{t−1,j}, and `thresholdOutput[j]` = ∂y_{t,j}/∂ϑ_j.
-public struct StepRecord<Scalar: SparseScalar>: Sendable, Codable {
+public struct StepRecord<Scalar: SparseScalar>: Sendable, Codable, Hashable {
     public internal(set) var input: [Scalar]
     public internal(set) var recurrentFeature: [Scalar]
     public internal(set) var inputPreactivation: [Scalar]

@@ -1,5 +1,6 @@
-/// The gradient methods (contract §3 names them on the command line).
-public enum GradientMethod: Equatable, Hashable, Sendable, CustomStringConvertible {
+/// The gradient methods, by the names the `rtrl` command takes (`description` gives the name,
+/// ``init(parsing:)`` reads it back). Encoded as that name in JSON.
+public enum GradientMethod: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Backpropagation through the whole sequence (the correctness oracle).
     case bptt
     /// Truncated BPTT: every h steps, backpropagate the last h steps' losses through them.
@@ -43,6 +44,32 @@ public enum GradientMethod: Equatable, Hashable, Sendable, CustomStringConvertib
         }
     }
 
+    /// Throws unless the method's number (truncation length, SnAp order, rank) is at least 1.
+    public func validate() throws {
+        switch self {
+        case .tbptt(let h) where h < 1:
+            throw RTRLError.invalidOption("tbptt(\(h)): the truncation length must be a whole number ≥ 1")
+        case .snap(let n) where n < 1:
+            throw RTRLError.invalidOption("snap(\(n)): the SnAp order must be a whole number ≥ 1")
+        case .ok(let r) where r < 1:
+            throw RTRLError.invalidOption("ok(\(r)): the rank must be a whole number ≥ 1")
+        default:
+            return
+        }
+    }
+
+    /// Reads the method's name, as ``init(parsing:)`` does.
+    public init(from decoder: Decoder) throws {
+        self = try GradientMethod(parsing: decoder.singleValueContainer().decode(String.self))
+    }
+
+    /// Writes the method's name (its `description`).
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(description)
+    }
+
+    /// The method's name as the `rtrl` command takes it (`snap-2`, `tbptt-16`, `kf-rtrl`).
     public var description: String {
         switch self {
         case .bptt: return "bptt"

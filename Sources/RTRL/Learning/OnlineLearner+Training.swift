@@ -7,11 +7,14 @@ extension OnlineLearner {
     public var flatParameterCount: Int { model.parameters.count }
 
     /// Writes the gradient accumulated since the last `resetGradient`, summed over streams, into
-    /// `flat` (the order of `Parameters.flattened`). Allocates nothing.
+    /// `flat` (the order of `Parameters.flattened`). Allocates nothing. Throws, writing nothing,
+    /// unless `flat` holds exactly ``flatParameterCount`` values.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    public func gradient(into flat: UnsafeMutableBufferPointer<Scalar>) {
-        precondition(flat.count == flatParameterCount, "the flat gradient needs \(flatParameterCount) values")
+    public func gradient(into flat: UnsafeMutableBufferPointer<Scalar>) throws {
+        guard flat.count == flatParameterCount else {
+            throw RTRLError.invalidInput("the flat gradient of this model has \(flatParameterCount) values, not \(flat.count)")
+        }
         flat.update(repeating: 0)
         let offsets = flatOffsets
         let layout = structure.layout
@@ -33,11 +36,14 @@ extension OnlineLearner {
     }
 
     /// Replaces every parameter value from `flat` (the order of `Parameters.flattened`), in place.
-    /// Throws, changing nothing, if a value is not finite.
+    /// Throws, changing nothing, if a value is not finite or `flat` does not hold exactly
+    /// ``flatParameterCount`` values.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     public func setParameters(flat: UnsafeBufferPointer<Scalar>) throws {
-        precondition(flat.count == flatParameterCount, "the flat parameters need \(flatParameterCount) values")
+        guard flat.count == flatParameterCount else {
+            throw RTRLError.invalidInput("the flat parameters of this model have \(flatParameterCount) values, not \(flat.count)")
+        }
         for t in 0..<flat.count where !flat[t].isFinite {
             throw RTRLError.invalidInput("parameter \(t) of the update is not finite (\(flat[t])); the update was not applied")
         }
@@ -68,8 +74,8 @@ extension OnlineLearner {
 
 /// Everything that evolves in a learner, for checkpoints: restoring it into a learner built
 /// the same way continues bit for bit.
-public struct LearnerSnapshot<Scalar: SparseScalar>: Codable {
-    struct Stream: Codable {
+public struct LearnerSnapshot<Scalar: SparseScalar>: Codable, Hashable, Sendable {
+    struct Stream: Codable, Hashable, Sendable {
         var state: Packed<Scalar>
         var isInitial: Bool
         var coreGradient: Packed<Scalar>
@@ -91,7 +97,7 @@ public struct LearnerSnapshot<Scalar: SparseScalar>: Codable {
 }
 
 /// An array of scalars stored as raw bytes (exact, and compact in JSON as base64).
-struct Packed<Scalar: SparseScalar>: Codable {
+struct Packed<Scalar: SparseScalar>: Codable, Hashable, Sendable {
     var values: [Scalar]
     init(_ values: [Scalar]) { self.values = values }
     init(from decoder: Decoder) throws {

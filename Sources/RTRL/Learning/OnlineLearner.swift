@@ -85,6 +85,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
                 layout: InfluenceLayout = .unitBlocked, skipsQuietUnits: Bool = true,
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget, seed: UInt64 = 0,
                 slidingTruncation: Bool = false) throws {
+        try method.validate()
         guard streams >= 1 else { throw RTRLError.invalidOption("the number of streams must be at least 1, not \(streams)") }
         guard threads >= 1 && threads <= 256 else { throw RTRLError.invalidOption("threads must be between 1 and 256, not \(threads)") }
         self.model = model

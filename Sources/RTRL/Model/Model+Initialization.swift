@@ -13,9 +13,12 @@ import Foundation
 /// least 1) so that a sparse layer keeps the scale of a dense one; the readout is PyTorch's
 /// `Linear` default, U(−1/√k, 1/√k). EGRU thresholds are drawn from Beta(3, 7) (mean 0.3, as the
 /// EGRU authors initialise them).
-extension Model where Scalar == Double {
+extension Model {
     /// A new model with random masks of the given density and random values (see above), drawn
     /// from `seed`. Refuses, before drawing, a model whose weights would not fit in memory.
+    ///
+    /// Values are drawn in `Double` and rounded to `Scalar`, so a `Float` model is the `Double`
+    /// model of the same seed, rounded.
     public init(random configuration: ModelConfiguration, density: Double, independentGateMasks: Bool = false,
                 seed: UInt64) throws {
         guard density.isFinite, density > 0, density <= 1 else {
@@ -65,9 +68,9 @@ extension Model where Scalar == Double {
                                       values: (0..<configuration.outputSize * k).map { _ in Double.random(in: -readoutScale...readoutScale, using: &rng) })
         let readoutBias = (0..<configuration.outputSize).map { _ in Double.random(in: -readoutScale...readoutScale, using: &rng) }
         let threshold = configuration.cell == .egru ? (0..<k).map { _ in rng.nextBeta(3, 7) } : []
-        try self.init(configuration: configuration, parameters: Parameters(
+        try self.init(configuration: configuration, parameters: Parameters<Double>(
             weightIH: weightIH, weightHH: weightHH, biasIH: biasIH, biasHH: biasHH,
-            readoutWeight: readout, readoutBias: readoutBias, threshold: threshold))
+            readoutWeight: readout, readoutBias: readoutBias, threshold: threshold).converted(to: Scalar.self))
     }
 }
 

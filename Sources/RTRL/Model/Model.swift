@@ -1,5 +1,5 @@
 /// A recurrent model: configuration, parameters, and the checks that tie them together.
-public struct Model<Scalar: SparseScalar>: Sendable {
+public struct Model<Scalar: SparseScalar>: Sendable, Hashable {
     public var configuration: ModelConfiguration
     public var parameters: Parameters<Scalar>
 

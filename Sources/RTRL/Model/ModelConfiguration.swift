@@ -1,7 +1,7 @@
 import Foundation
 
 /// The `config.json` of a model directory (contract §1).
-public struct ModelConfiguration: Codable, Equatable, Sendable {
+public struct ModelConfiguration: Codable, Hashable, Sendable {
     public var cell: CellKind
     public var inputSize: Int
     public var hiddenSize: Int

@@ -1,6 +1,6 @@
 /// Every trainable tensor of a model, in the layouts of the model directory (contract §1).
 /// A gradient has the same shape and is stored in the same type.
-public struct Parameters<Scalar: SparseScalar>: Sendable {
+public struct Parameters<Scalar: SparseScalar>: Sendable, Hashable {
     /// Input weights, G·k × n, gate blocks stacked; the stored entries are the parameters.
     public var weightIH: SparseMatrix<Scalar>
     /// Recurrent weights, G·k × k, gate blocks stacked; the stored entries are the parameters.
@@ -57,8 +57,12 @@ public struct Parameters<Scalar: SparseScalar>: Sendable {
     }
 
     /// Replaces every value from a flat array in the order of `flattened`.
-    public mutating func setFlattened(_ values: [Scalar]) {
-        precondition(values.count == count, "a flat parameter array must have \(count) values")
+    ///
+    /// Throws, changing nothing, unless `values` holds exactly ``count`` values.
+    public mutating func setFlattened(_ values: [Scalar]) throws {
+        guard values.count == count else {
+            throw RTRLError.invalidInput("a flat parameter array for these parameters has \(count) values, not \(values.count)")
+        }
         var offset = 0
         func take(_ n: Int) -> [Scalar] { defer { offset += n }; return Array(values[offset..<offset + n]) }
         weightIH.values = take(weightIH.nonzeroCount)

@@ -1,13 +1,27 @@
 import Foundation
 
-/// First-order optimisers over a flat parameter vector, with their state for checkpoints.
-public struct Optimizer<Scalar: SparseScalar>: Codable {
-    /// `sgd` and `adam` act on the gradient; `natural` is an SGD step along the natural-gradient
-    /// direction (F̂ + λI)⁻¹ g of the core parameters (NoBackTrack's Kalman-like variant; the
-    /// trainer applies the preconditioner, the readout keeps its plain gradient).
-    public enum Kind: String, Codable, CaseIterable, Sendable { case sgd, adam, natural }
+/// The optimisers a `Trainer` can use, by the names the `rtrl` command takes.
+///
+/// `sgd` and `adam` act on the gradient; `natural` is an SGD step along the natural-gradient
+/// direction (F̂ + λI)⁻¹ g of the core parameters (NoBackTrack's Kalman-like variant; the
+/// trainer applies the preconditioner, the readout keeps its plain gradient).
+public enum OptimizerKind: String, Codable, CaseIterable, Hashable, Sendable {
+    /// Plain stochastic gradient descent, θ ← θ − η g.
+    case sgd
+    /// Adam (Kingma & Ba), with bias-corrected moments.
+    case adam
+    /// SGD along the natural-gradient direction of the core parameters.
+    case natural
+}
 
+/// First-order optimisers over a flat parameter vector, with their state for checkpoints.
+public struct Optimizer<Scalar: SparseScalar>: Codable, Hashable, Sendable {
+    /// The optimiser kinds (``OptimizerKind``).
+    public typealias Kind = OptimizerKind
+
+    /// Which optimiser this is.
     public let kind: Kind
+    /// The step size η.
     public let learningRate: Double
     /// Adam's decay rates and ε (Kingma & Ba's defaults).
     public let beta1: Double, beta2: Double, epsilon: Double

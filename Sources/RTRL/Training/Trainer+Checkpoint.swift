@@ -8,6 +8,8 @@ import Foundation
 extension Trainer {
     struct Saved: Codable {
         var version = 1
+        /// "float64" or "float32" (absent in checkpoints written before the trainer was generic: float64).
+        var precision: String?
         var configuration: TrainingConfiguration
         var model: ModelConfiguration
         var task: String
@@ -17,14 +19,11 @@ extension Trainer {
         var lossSum: Double
         var lossCount: Int
         var lastGradientNorm: Double
-        var parameters: Packed<Double>
-        var optimizer: Optimizer<Double>
-        var learner: LearnerSnapshot<Double>
+        var parameters: Packed<Scalar>
+        var optimizer: Optimizer<Scalar>
+        var learner: LearnerSnapshot<Scalar>
         var preconditioner: NaturalGradientPreconditioner.State?
     }
-
-    /// A hook for tests: called after each file of a checkpoint is written.
-    nonisolated(unsafe) static var afterCheckpointFile: ((String) throws -> Void)?
 
     /// Writes a checkpoint to `directory` atomically (write, then rename into place).
     public func saveCheckpoint(to directory: String) throws {
@@ -35,15 +34,15 @@ extension Trainer {
         let previous = parent.appendingPathComponent(".\(url.lastPathComponent).previous-\(ProcessInfo.processInfo.processIdentifier)")
         try? fm.removeItem(at: temporary)
         do {
-            try model.write(toNewDirectory: temporary.path)
-            try Trainer.afterCheckpointFile?("model")
-            let saved = Saved(configuration: configuration, model: model.configuration, task: task.name,
+            try model.converted(to: Double.self).write(toNewDirectory: temporary.path)
+            try afterCheckpointFile?("model")
+            let saved = Saved(precision: Scalar.precisionName, configuration: configuration, model: model.configuration, task: task.name,
                               taskState: try task.saveState(), step: step, stepsSinceUpdate: stepsSinceUpdate,
                               lossSum: lossSum, lossCount: lossCount, lastGradientNorm: lastGradientNorm,
                               parameters: Packed(model.parameters.flattened), optimizer: optimizer,
                               learner: try learner.snapshot(), preconditioner: preconditioner?.saveState())
             try JSONEncoder().encode(saved).write(to: temporary.appendingPathComponent("trainer.json"))
-            try Trainer.afterCheckpointFile?("trainer.json")
+            try afterCheckpointFile?("trainer.json")
         } catch {
             try? fm.removeItem(at: temporary)
             throw RTRLError.invalidOption("cannot write the checkpoint \(directory): \(Model.describe(error))")
@@ -70,6 +69,11 @@ extension Trainer {
         guard let data = FileBytes.data(path) else {
             throw RTRLError.invalidInput("\(directory) is not a checkpoint (no trainer.json)")
         }
+        // The precision first: the arrays of a checkpoint in the other precision do not decode.
+        let precision = (try? JSONDecoder().decode(CheckpointHeader.self, from: data))?.precision ?? Double.precisionName
+        guard precision == Scalar.precisionName else {
+            throw RTRLError.invalidInput("the checkpoint holds \(precision) values; resume it with that precision, not \(Scalar.precisionName)")
+        }
         let saved: Saved
         do { saved = try JSONDecoder().decode(Saved.self, from: data) } catch {
             throw RTRLError.invalidInput("\(path) is not a readable checkpoint")
@@ -77,7 +81,7 @@ extension Trainer {
         guard saved.task == task.name else {
             throw RTRLError.invalidInput("the checkpoint was written for the \(saved.task) task, not \(task.name)")
         }
-        var model = try Model<Double>(directory: directory)
+        var model = try Model<Double>(directory: directory).converted(to: Scalar.self)
         guard model.configuration == saved.model else {
             throw RTRLError.invalidInput("the checkpoint's model files disagree with its trainer.json")
         }
@@ -85,7 +89,7 @@ extension Trainer {
         guard saved.parameters.values.count == parameters.count else {
             throw RTRLError.invalidInput("the checkpoint's parameters do not fit its model")
         }
-        parameters.setFlattened(saved.parameters.values)
+        try parameters.setFlattened(saved.parameters.values)
         model = try Model(configuration: saved.model, parameters: parameters)
         try self.init(model: model, task: task, configuration: saved.configuration)
         try task.restoreState(saved.taskState)
@@ -98,4 +102,9 @@ extension Trainer {
         lossCount = saved.lossCount
         lastGradientNorm = saved.lastGradientNorm
     }
+}
+
+/// The part of `trainer.json` read before the rest: the precision of its arrays.
+private struct CheckpointHeader: Decodable {
+    var precision: String?
 }

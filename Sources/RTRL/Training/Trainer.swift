@@ -1,23 +1,36 @@
 import Foundation
 
-/// Settings of an online training run.
-public struct TrainingConfiguration: Codable, Sendable {
-    public var method: String
-    public var optimizer: Optimizer<Double>.Kind
+/// Settings of an online training run. Checked when built; stored in checkpoints (the method and
+/// layout by their command-line names).
+public struct TrainingConfiguration: Codable, Hashable, Sendable {
+    /// How the gradient is computed or estimated.
+    public var method: GradientMethod
+    /// The optimiser that applies each update.
+    public var optimizer: OptimizerKind
+    /// The optimiser's step size.
     public var learningRate: Double
     /// Largest Euclidean norm of an update's gradient (0: no clipping).
     public var clip: Double
     /// Steps between parameter updates.
     public var updateEvery: Int
+    /// Threads the learner uses (over streams, or inside the influence update for one stream).
     public var threads: Int
+    /// Seed of the stochastic estimators' random numbers.
     public var seed: UInt64
-    public var layout: String
+    /// How sparse influence matrices are stored (same numbers either way, to rounding).
+    public var layout: InfluenceLayout
 
-    public init(method: String, optimizer: Optimizer<Double>.Kind = .adam, learningRate: Double = 1e-3, clip: Double = 1,
+    /// Settings for a run; throws for a method with a number below 1, a learning rate that is not
+    /// a positive number, a negative or non-finite clip, `updateEvery` or `threads` below 1.
+    public init(method: GradientMethod, optimizer: OptimizerKind = .adam, learningRate: Double = 1e-3, clip: Double = 1,
                 updateEvery: Int = 1, threads: Int = 1, seed: UInt64 = 0, layout: InfluenceLayout = .unitBlocked) throws {
-        _ = try GradientMethod(parsing: method)
+        try method.validate()
+        guard learningRate.isFinite, learningRate > 0 else {
+            throw RTRLError.invalidOption("the learning rate must be a positive number, not \(learningRate)")
+        }
         guard updateEvery >= 1 else { throw RTRLError.invalidOption("--update-every must be at least 1, not \(updateEvery)") }
         guard clip.isFinite, clip >= 0 else { throw RTRLError.invalidOption("--clip must be a finite number ≥ 0, not \(clip)") }
+        guard threads >= 1 else { throw RTRLError.invalidOption("threads must be at least 1, not \(threads)") }
         self.method = method
         self.optimizer = optimizer
         self.learningRate = learningRate
@@ -25,7 +38,22 @@ public struct TrainingConfiguration: Codable, Sendable {
         self.updateEvery = updateEvery
         self.threads = threads
         self.seed = seed
-        self.layout = layout.rawValue
+        self.layout = layout
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case method, optimizer, learningRate, clip, updateEvery, threads, seed, layout
+    }
+
+    /// Reads settings written by ``encode(to:)`` (a checkpoint's `trainer.json`) and checks them
+    /// as ``init(method:optimizer:learningRate:clip:updateEvery:threads:seed:layout:)`` does.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(method: c.decode(GradientMethod.self, forKey: .method),
+                      optimizer: c.decode(OptimizerKind.self, forKey: .optimizer),
+                      learningRate: c.decode(Double.self, forKey: .learningRate), clip: c.decode(Double.self, forKey: .clip),
+                      updateEvery: c.decode(Int.self, forKey: .updateEvery), threads: c.decode(Int.self, forKey: .threads),
+                      seed: c.decode(UInt64.self, forKey: .seed), layout: c.decode(InfluenceLayout.self, forKey: .layout))
     }
 }
 
@@ -49,63 +77,79 @@ public struct TrainingReport: Sendable {
 /// clipped and applied by the optimiser. The influence state carries on across updates (the
 /// usual online approximation) and is reset only where the task starts a new sequence. The
 /// readout is trained with its exact gradient.
-public final class Trainer {
+///
+/// `Scalar` is the precision of the model, the learner and the optimiser; tasks write their
+/// inputs in `Double`, converted as they are fed.
+public final class Trainer<Scalar: SparseScalar> {
+    /// The run's settings.
     public let configuration: TrainingConfiguration
+    /// Where the inputs and targets come from.
     public let task: TrainingTask
-    public let learner: OnlineLearner<Double>
-    public internal(set) var optimizer: Optimizer<Double>
+    /// The online learner that carries the model, its state and the gradient.
+    public let learner: OnlineLearner<Scalar>
+    /// The optimiser, with its state (Adam's moments).
+    public internal(set) var optimizer: Optimizer<Scalar>
+    /// Steps taken so far (every stream advances once per step).
     public internal(set) var step = 0
     var stepsSinceUpdate = 0
     var lossSum = 0.0, lossCount = 0
     /// EGRU: the fraction of units emitting an event, summed over steps and streams since the last report.
     var activitySum = 0.0, activityCount = 0
     var lastGradientNorm = 0.0
-    private var inputs: [Double]
+    /// The task's inputs (Double), and the same in the learner's precision.
+    private var taskInputs: [Double]
+    private var inputs: [Scalar]
     private var targets: [Int]
-    private var theta: [Double]
-    private var gradient: [Double]
+    private var theta: [Scalar]
+    private var gradient: [Scalar]
     /// For the natural-gradient optimiser: the preconditioner and θ-ordered scratch.
     var preconditioner: NaturalGradientPreconditioner?
-    private var core: [Double] = []
+    private var core: [Scalar] = []
+    /// For tests: called after each file of a checkpoint is written (a throw interrupts it).
+    var afterCheckpointFile: ((String) throws -> Void)?
 
-    public init(model: Model<Double>, task: TrainingTask, configuration: TrainingConfiguration) throws {
+    /// A trainer that starts from `model`; throws if the model's input or output size differs
+    /// from the task's, or if the learner cannot be built (memory budget, method and cell).
+    public init(model: Model<Scalar>, task: TrainingTask, configuration: TrainingConfiguration) throws {
         guard model.inputSize == task.inputSize, model.outputSize == task.outputSize else {
             throw RTRLError.invalidModel("the model takes \(model.inputSize) inputs and \(model.outputSize) classes but the \(task.name) task has \(task.inputSize) and \(task.outputSize)")
         }
-        let method = try GradientMethod(parsing: configuration.method)
+        let method = configuration.method
         var sliding = false
         if case .tbptt = method { sliding = true }
         self.configuration = configuration
         self.task = task
         learner = try OnlineLearner(model: model, method: method, streams: task.streamCount, threads: configuration.threads,
-                                    layout: InfluenceLayout(rawValue: configuration.layout) ?? .unitBlocked,
+                                    layout: configuration.layout,
                                     seed: configuration.seed, slidingTruncation: sliding)
         optimizer = try Optimizer(kind: configuration.optimizer, learningRate: configuration.learningRate,
                                   parameterCount: model.parameters.count)
-        inputs = [Double](repeating: 0, count: task.streamCount * task.inputSize)
+        taskInputs = [Double](repeating: 0, count: task.streamCount * task.inputSize)
+        inputs = [Scalar](repeating: 0, count: task.streamCount * task.inputSize)
         targets = [Int](repeating: -1, count: task.streamCount)
         theta = model.parameters.flattened
-        gradient = [Double](repeating: 0, count: theta.count)
+        gradient = [Scalar](repeating: 0, count: theta.count)
         if configuration.optimizer == .natural {
             preconditioner = try NaturalGradientPreconditioner(layout: learner.structure.layout)
-            core = [Double](repeating: 0, count: learner.structure.layout.count)
+            core = [Scalar](repeating: 0, count: learner.structure.layout.count)
         }
     }
 
     /// The model as trained so far.
-    public var model: Model<Double> { learner.model }
+    public var model: Model<Scalar> { learner.model }
 
     /// One step of every stream, and an update when one is due. Returns the summed loss.
     @discardableResult
     public func trainStep() throws -> Double {
         let n = task.inputSize
-        inputs.withUnsafeMutableBufferPointer { x in
+        taskInputs.withUnsafeMutableBufferPointer { x in
             for b in 0..<task.streamCount {
                 let next = task.next(stream: b, input: UnsafeMutableBufferPointer(rebasing: x[(b * n)..<((b + 1) * n)]))
                 if next.startsSequence && step > 0 { learner.resetState(stream: b) }
                 targets[b] = next.target
             }
         }
+        for t in 0..<inputs.count { inputs[t] = Scalar(taskInputs[t]) }
         let total = try learner.step(inputs: inputs, targets: targets)
         for b in 0..<task.streamCount {
             let loss = learner.lastLoss(stream: b)
@@ -124,9 +168,9 @@ public final class Trainer {
 
     private func update() throws {
         let streams = Double(task.streamCount)
-        gradient.withUnsafeMutableBufferPointer { g in
-            learner.gradient(into: g)
-            for t in 0..<g.count { g[t] /= streams }
+        try gradient.withUnsafeMutableBufferPointer { g in
+            try learner.gradient(into: g)
+            for t in 0..<g.count { g[t] /= Scalar(streams) }
             lastGradientNorm = clipGradientNorm(g, maximum: configuration.clip)
         }
         if let preconditioner {
@@ -163,7 +207,7 @@ public final class Trainer {
     }
 
     func makeReport(seconds: Double, rate: Double) throws -> TrainingReport {
-        var evaluations = try task.evaluate(model: model)
+        var evaluations = try task.evaluate(model: model.converted(to: Double.self))
         if learner.model.cell == .egru {
             // Events per unit and step since the last report, and the influence work skipped at the last step.
             evaluations.append(("activity", activityCount > 0 ? activitySum / Double(activityCount) : .nan))

@@ -1,6 +1,6 @@
 /// A dense matrix stored column by column (`values[i + j * rowCount]`), as Matrix Market
 /// `array` files and CHOLMOD's `cholmod_dense` lay it out.
-public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Equatable {
+public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Hashable {
     public let rowCount: Int
     public let columnCount: Int
     /// Column-major values; the count is fixed at rowCount · columnCount.

@@ -2,7 +2,7 @@
 /// stored entry, in the pattern's storage order.
 ///
 /// Stored entries are structural: an entry whose value is 0 stays stored (an explicit zero).
-public struct SparseMatrix<Scalar: SparseScalar>: Sendable, CustomStringConvertible {
+public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStringConvertible {
     /// Which entries are stored.
     public let pattern: SparsityPattern
     /// The value of every stored entry, in the pattern's storage order.
@@ -86,7 +86,12 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, CustomStringConverti
     }
 
     /// The value at (row, column): the stored value, or 0 if the entry is not stored.
+    ///
+    /// - Precondition: `0 <= row < rowCount` and `0 <= column < columnCount` (as for an array,
+    ///   an index out of range is a programming error and traps).
     public subscript(row: Int, column: Int) -> Scalar {
+        precondition(row >= 0 && row < rowCount && column >= 0 && column < columnCount,
+                     "index (\(row), \(column)) out of range for a \(rowCount) × \(columnCount) sparse matrix")
         guard let p = pattern.position(row: row, column: column) else { return 0 }
         return values[p]
     }

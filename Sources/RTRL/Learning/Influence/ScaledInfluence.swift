@@ -1,3 +1,4 @@
+import Synchronization
 import SparseKernels
 
 /// The EGRU's activity-sparse influence update (unit-blocked storage, skipping quiet units):
@@ -67,7 +68,7 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
             throw RTRLError.tooLarge(what: "the influence matrices of \(streams) stream(s) (\(values) entries each)",
                                      neededBytes: needed, budgetBytes: memoryBudget)
         }
-        let groups = pattern.unitGroups(minimumRows: ScaledFormTuning.columnBytes / stride)
+        let groups = pattern.unitGroups(minimumRows: ScaledFormTuning.columnBytes.load(ordering: .relaxed) / stride)
         let blocked = pattern.groupedBlockedPattern(groups: groups)
         self.groups = groups
         storage = blocked.pattern
@@ -229,9 +230,9 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
 }
 
 /// Tuning of the EGRU's scaled form, for benchmarks and tests (not a stable API).
-@_spi(Benchmarks) public enum ScaledFormTuning {
+package enum ScaledFormTuning {
     /// The length, in bytes, the scaled form aims for in a column by grouping units that share a
     /// reach set (see BENCHMARKS.md for the measurement behind 8 KB). Read when a learner is
     /// built; 1 gives one unit per block.
-    nonisolated(unsafe) public static var columnBytes = 8192
+    package static let columnBytes = Atomic<Int>(8192)
 }
