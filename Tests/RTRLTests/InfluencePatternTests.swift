@@ -147,6 +147,7 @@ final class InfluencePatternTests: XCTestCase {
                 XCTAssertEqual(pattern.statistics.reachPairs, pairs, what)
                 XCTAssertEqual(pattern.statistics.multiplyAddsPerStep, work, what)
                 XCTAssertEqual(pattern.statistics.bytes, 8 * nonzeros, what)
+                XCTAssertEqual(pattern.description, "InfluencePattern(\(order), \(cell.rawValue) with \(k) units, \(nonzeros) entries, \(work) multiply-adds per step)", what)
                 XCTAssertEqual(try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: order),
                                pattern.statistics, what)
                 // The learner stores exactly these entries, updated in place, beside one step's D

@@ -8,11 +8,14 @@
 /// Every parameter of unit i shares the reach set R(i) (the units kept for it). The pattern's
 /// size and per-step work are computed before anything proportional to them is allocated, so a
 /// pattern that would not fit is refused with the bytes it needs.
-public struct InfluencePattern: Sendable {
+public struct InfluencePattern: Sendable, CustomStringConvertible {
     /// SnAp order: `snap(n)` for n ≥ 1, or the exact closure.
-    public enum Order: Equatable, Sendable, CustomStringConvertible {
+    public enum Order: Hashable, Sendable, CustomStringConvertible {
+        /// SnAp-n: the units reachable within n − 1 hops (n ≥ 1).
         case snap(Int)
+        /// The closure: every unit that can ever be reached (exact RTRL).
         case exact
+        /// "snap-n" or "exact".
         public var description: String {
             switch self {
             case .snap(let n): return "snap-\(n)"
@@ -38,12 +41,23 @@ public struct InfluencePattern: Sendable {
         public var bytes: Int { nonzeros * 8 }
     }
 
+    /// The SnAp order the pattern was built for.
     public let order: Order
+    /// The dependency graph of the model's units.
     public let graph: DependencyGraph
+    /// The order and origin of the model's core parameters (the columns of J).
     public let layout: ParameterLayout
     /// Reach sets as a k × k pattern: column i lists R(i), the units kept for unit i's parameters.
     public let reach: SparsityPattern
+    /// The pattern's size and per-step work.
     public let statistics: Statistics
+
+    /// One line: the order, the cell and size, the entries kept and the work per step (printing a
+    /// pattern does not list its reach sets).
+    public var description: String {
+        "InfluencePattern(\(order), \(graph.cell.rawValue) with \(graph.hiddenSize) units, \(statistics.nonzeros) entries, "
+            + "\(statistics.multiplyAddsPerStep) multiply-adds per step)"
+    }
 
     /// Counts a pattern's size and work without building it. With `stopAboveBytes`, the count
     /// stops as soon as the influence values exceed that many bytes and throws `tooLarge` with
