@@ -280,3 +280,7 @@ extension NaturalGradientPreconditioner {
         }
     }
 }
+
+/// The preconditioner's running Fisher estimate and factor change with every call; use one per task.
+@available(*, unavailable)
+extension NaturalGradientPreconditioner: Sendable {}

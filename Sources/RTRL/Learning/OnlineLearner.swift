@@ -332,3 +332,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         }
     }
 }
+
+/// A learner's state, influence and gradient change with every step: it may move to another task, but two tasks must not use one learner at once, so it is not `Sendable`.
+@available(*, unavailable)
+extension OnlineLearner: Sendable {}

@@ -70,3 +70,7 @@ public final class AddTask: TrainingTask {
         state = restored
     }
 }
+
+/// A task's generators and positions change with every step; it is not `Sendable`.
+@available(*, unavailable)
+extension AddTask: Sendable {}

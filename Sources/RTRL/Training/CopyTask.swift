@@ -84,3 +84,7 @@ public final class CopyTask: TrainingTask {
         state = restored
     }
 }
+
+/// A task's generators and curriculum change with every step; it is not `Sendable`.
+@available(*, unavailable)
+extension CopyTask: Sendable {}

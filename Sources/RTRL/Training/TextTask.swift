@@ -132,3 +132,7 @@ public enum SequenceLoss {
         return loss
     }
 }
+
+/// A task's generators and positions change with every step; it is not `Sendable`.
+@available(*, unavailable)
+extension TextTask: Sendable {}

@@ -227,3 +227,7 @@ extension OnlineLearner {
     /// The loss stream b had at the last step (nats; 0 without a target).
     public func lastLoss(stream b: Int) -> Double { streams[b].loss }
 }
+
+/// A trainer owns a learner and a task that change with every step; it is not `Sendable`.
+@available(*, unavailable)
+extension Trainer: Sendable {}

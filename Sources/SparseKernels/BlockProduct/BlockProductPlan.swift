@@ -541,3 +541,7 @@ public final class BlockProductPlan: Sendable {
         }
     }
 }
+
+/// A workspace is scratch for one call at a time; give each task its own (the plan itself is shared freely).
+@available(*, unavailable)
+extension BlockProductPlan.Workspace: Sendable {}

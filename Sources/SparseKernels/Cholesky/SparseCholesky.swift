@@ -200,3 +200,7 @@ public final class SparseCholesky {
         }
     }
 }
+
+/// A factorisation holds CHOLMOD state that every call changes; use one per task.
+@available(*, unavailable)
+extension SparseCholesky: Sendable {}

@@ -328,3 +328,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         }
     }
 }
+
+/// A workspace is scratch for one call at a time; give each task its own (the plan itself is shared freely).
+@available(*, unavailable)
+extension ScaledBlockProductPlan.Workspace: Sendable {}
