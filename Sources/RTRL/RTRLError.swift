@@ -9,6 +9,7 @@ public enum RTRLError: Error, CustomStringConvertible, Equatable, Sendable {
     /// A structure that would not fit the memory budget, with the bytes it needs.
     case tooLarge(what: String, neededBytes: Int, budgetBytes: Int)
 
+    /// The error as one readable sentence.
     public var description: String {
         switch self {
         case .invalidModel(let s), .invalidInput(let s), .invalidOption(let s): return s

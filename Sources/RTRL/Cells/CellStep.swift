@@ -1,6 +1,7 @@
 import Foundation
 
-/// One forward step of a cell (contract §2) with its factored Jacobians (see `StepRecord`).
+/// One forward step of a cell (the equations of `CellKind`) with its factored Jacobians (see
+/// `StepRecord`).
 ///
 /// `previous` is s_{t−1} (all zero and `isInitial` at t = 1). The EGRU's state is v (k values):
 /// h_{t−1} = v − o ⊙ ϑ and y_{t−1} = o ⊙ v with o = H(v − ϑ), except at t = 1 where h_0 = y_0 = 0

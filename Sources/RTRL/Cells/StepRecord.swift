@@ -12,13 +12,24 @@
 /// The EGRU (state v) adds the threshold terms: `thresholdPreviousOutput[j]` = ∂y_{t−1,j}/∂ϑ_j,
 /// `thresholdSelf[j]` = ∂v'_j/∂ϑ_j through h_{t−1,j}, and `thresholdOutput[j]` = ∂y_{t,j}/∂ϑ_j.
 public struct StepRecord<Scalar: SparseScalar>: Sendable, Codable, Hashable {
+    /// The step's input x_t (n values).
     public internal(set) var input: [Scalar]
+    /// What `weight_hh` multiplies this step (k values): h_{t−1}, or for the EGRU its previous
+    /// output y_{t−1} (zero at t = 1).
     public internal(set) var recurrentFeature: [Scalar]
+    /// `weight_ih · x + bias_ih`, gate row by gate row (G·k values).
     public internal(set) var inputPreactivation: [Scalar]
+    /// `weight_hh · recurrentFeature + bias_hh`, gate row by gate row (G·k values).
     public internal(set) var recurrentPreactivation: [Scalar]
+    /// ∂s'_(c,i) / ∂(input pre-activation of gate row r), at `[c·G·k + r]` (C·G·k values).
     public internal(set) var inputCoefficient: [Scalar]
+    /// ∂s'_(c,i) / ∂(recurrent pre-activation of gate row r), at `[c·G·k + r]` (C·G·k values).
     public internal(set) var recurrentCoefficient: [Scalar]
+    /// D's own-state entries, `[s·k + i]` for self term s at unit i (one block of k values per
+    /// entry of `DependencyGraph.selfTerms`).
     public internal(set) var selfTerm: [Scalar]
+    /// ∂(recurrent feature j)/∂(previous state j) (k values): 1 except for the EGRU, where it is
+    /// ∂y_{t−1,j}/∂v_{t−1,j} (0 at t = 1).
     public internal(set) var columnScale: [Scalar]
     /// The new state s_t.
     public internal(set) var state: [Scalar]
@@ -26,14 +37,19 @@ public struct StepRecord<Scalar: SparseScalar>: Sendable, Codable, Hashable {
     public internal(set) var output: [Scalar]
     /// ∂output_i/∂s_(c,i) for every state variable (c, i).
     public internal(set) var outputScale: [Scalar]
+    /// EGRU only: ∂y_{t−1,j}/∂ϑ_j (k values; empty for the other cells).
     public internal(set) var thresholdPreviousOutput: [Scalar]
+    /// EGRU only: ∂v'_j/∂ϑ_j through h_{t−1,j} (k values; empty for the other cells).
     public internal(set) var thresholdSelf: [Scalar]
+    /// EGRU only: ∂y_{t,j}/∂ϑ_j (k values; empty for the other cells).
     public internal(set) var thresholdOutput: [Scalar]
-    /// Per component c, `[inputCoefficient (G·k) | recurrentCoefficient (G·k) | 0]`, and the
-    /// features `[x | recurrentFeature | 1]`: the immediate Jacobian of parameter t for component c
-    /// is `immediateCoefficients[c·(2·G·k+1) + coefficientIndex[t]] · immediateFeatures[featureIndex[t]]`
+    /// Per component c, `[inputCoefficient (G·k) | recurrentCoefficient (G·k) | 0]`
+    /// (C·(2·G·k + 1) values): the immediate Jacobian of parameter t for component c is
+    /// `immediateCoefficients[c·(2·G·k+1) + coefficientIndex[t]] · immediateFeatures[featureIndex[t]]`
     /// (`ParameterLayout`).
     public internal(set) var immediateCoefficients: [Scalar]
+    /// The features `[x | recurrentFeature | 1]` (n + k + 1 values) that `immediateCoefficients`
+    /// multiply.
     public internal(set) var immediateFeatures: [Scalar]
     /// Units that emitted an event (EGRU) or all units.
     public internal(set) var activeUnits: Int = 0

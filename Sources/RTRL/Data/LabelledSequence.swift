@@ -5,8 +5,10 @@ import Foundation
 public struct LabelledSequence: Sendable, Equatable {
     /// T rows of n values.
     public var inputs: [[Double]]
+    /// T target classes, one per step: a class in [0, outputSize), or −1 for no loss at that step.
     public var targets: [Int]
 
+    /// T: the number of steps.
     public var count: Int { targets.count }
 
     /// A sequence after checking it fits a model: T rows of `inputSize` finite values and T

@@ -1,10 +1,11 @@
 import Foundation
 
-/// The Kronecker-sum estimators (math.md §6) for cells whose immediate Jacobian factors as
-/// I_t = ĥ_tᵀ ⊗ Δ_t: the vanilla RNN, with ĥ = [x_t; h_{t−1}; 1] (`StepRecord.immediateFeatures`,
-/// F = n + k + 1 values) and Δ_t = diag(1 − h_t²). The weights are read as one dense k × F block
-/// (parameter (i, f) is unit i's weight on feature f; both biases are feature "1"); a masked
-/// entry simply has no parameter, so its column of the estimate is never read.
+/// The Kronecker-sum estimators (KF-RTRL and OK; <doc:GradientMethodsAndEstimators>) for cells
+/// whose immediate Jacobian factors as I_t = ĥ_tᵀ ⊗ Δ_t: the vanilla RNN, with
+/// ĥ = [x_t; h_{t−1}; 1] (`StepRecord.immediateFeatures`, F = n + k + 1 values) and
+/// Δ_t = diag(1 − h_t²). The weights are read as one dense k × F block (parameter (i, f) is unit
+/// i's weight on feature f; both biases are feature "1"); a masked entry simply has no parameter,
+/// so its column of the estimate is never read.
 ///
 /// The estimate is Ĵ = Σ_{j<r} u_j ⊗ A_j with u_j ∈ R^F and A_j ∈ R^{k×k}:
 /// Ĵ[q, θ] = Σ_j u_j[f(θ)] · A_j[q, unit(θ)]. Each step, the exact update D_t Ĵ + I_t is the

@@ -60,6 +60,7 @@ public final class NaturalGradientPreconditioner {
         }
     }
 
+    /// The options the preconditioner was built with.
     public let options: Options
     /// Block b holds parameters `blockStarts[b] ..< blockStarts[b + 1]`.
     public let blockStarts: [Int]

@@ -1,11 +1,12 @@
 import Foundation
 
-/// The rank-one estimators (math.md §5): Ĵ_t = s̃_t θ̃_tᵀ with s̃ over the S state variables and θ̃
-/// over the p parameters, O(S + p) memory, one D-product and one immediate VJP per step. Both
-/// update by the rank-one trick: for A = Σ_i v_i w_iᵀ and independent random signs ε_i,
-/// (Σ ε_i ρ_i v_i)(Σ ε_i w_i / ρ_i)ᵀ has expectation A for any ρ_i > 0, and ρ_i = √(‖w_i‖/‖v_i‖)
-/// minimises its variance. The first term D_t s̃ θ̃ᵀ needs no sign of its own (flipping every sign
-/// leaves the product unchanged). The gradient estimate is (wᵀ s̃) θ̃.
+/// The rank-one estimators (UORO and NoBackTrack; <doc:GradientMethodsAndEstimators>):
+/// Ĵ_t = s̃_t θ̃_tᵀ with s̃ over the S state variables and θ̃ over the p parameters, O(S + p) memory,
+/// one D-product and one immediate VJP per step. Both update by the rank-one trick: for
+/// A = Σ_i v_i w_iᵀ and independent random signs ε_i, (Σ ε_i ρ_i v_i)(Σ ε_i w_i / ρ_i)ᵀ has
+/// expectation A for any ρ_i > 0, and ρ_i = √(‖w_i‖/‖v_i‖) minimises its variance. The first term
+/// D_t s̃ θ̃ᵀ needs no sign of its own (flipping every sign leaves the product unchanged). The
+/// gradient estimate is (wᵀ s̃) θ̃.
 ///
 /// Subclasses differ in how the immediate term I_t is split: UORO draws one random ±1 vector ν
 /// and uses I_t = E[ν (νᵀI_t)]; NoBackTrack splits I_t by state variable.

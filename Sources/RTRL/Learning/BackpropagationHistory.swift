@@ -5,7 +5,7 @@
 /// *blocks* — every h steps, backpropagate the block's losses through the block, then drop it —
 /// and *sliding* — keep the last h records, and backpropagate the losses not yet used through
 /// them whenever the gradient is read (with one update per step, every loss is backpropagated
-/// through h steps: the online cadence math.md §7 asks of a fair baseline).
+/// through h steps: a fair baseline, updating as often as the online methods do).
 final class BackpropagationHistory<Scalar: SparseScalar> {
     let structure: ModelStructure
     /// Records kept (nil: unbounded, full BPTT).

@@ -15,8 +15,11 @@ import Foundation
 /// The influence layouts (and the EGRU's scaled form) sum the same terms in different orders, so
 /// they agree to rounding.
 public final class OnlineLearner<Scalar: SparseScalar> {
+    /// The model whose gradient is computed; its parameters change only by `setParameters`.
     public internal(set) var model: Model<Scalar>
+    /// The gradient method the learner runs.
     public let method: GradientMethod
+    /// The model's parameter numbering and dependency graph, fixed by its weight patterns.
     public let structure: ModelStructure
     /// Number of independent streams.
     public let streamCount: Int
@@ -71,6 +74,12 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     /// Builds a learner.
     ///
     /// - Parameters:
+    ///   - model: the model to train; its weight patterns and sizes are fixed for the learner's
+    ///     life (its values change by `setParameters`).
+    ///   - method: the gradient method (refused if its number is below 1, e.g. SnAp-0).
+    ///   - streams: the number of independent streams (≥ 1), each with its own state.
+    ///   - threads: threads (1 to 256): across streams with several streams, else within the
+    ///     influence update of the one stream.
     ///   - layout: storage of a sparse influence matrix (both give the same numbers).
     ///   - skipsQuietUnits: skip the influence terms of units whose column of D is zero this step
     ///     (EGRU activity sparsity; exact, on by default).

@@ -1,7 +1,8 @@
 import Foundation
 
-/// The readout and loss of contract §1: logits = W·s + b, cross-entropy with natural log,
-/// computed stably (log-sum-exp). Buffers are the caller's, so nothing is allocated per step.
+/// The readout and loss of a model (<doc:TheModelDirectory>): logits = W·s + b, cross-entropy with
+/// natural log, computed stably (log-sum-exp). Buffers are the caller's, so nothing is allocated
+/// per step.
 enum Readout {
     /// Returns the loss at this step (0 without a target) and writes ∂L/∂output (k values)
     /// into `outputGradient`; adds the readout's own gradient into `weightGradient` (o × k,

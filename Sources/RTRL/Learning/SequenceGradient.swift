@@ -1,6 +1,8 @@
 /// The gradient of a whole sequence's loss with the weights held fixed (what `rtrl grad` reports).
 public struct SequenceGradient<Scalar: SparseScalar> {
+    /// The total loss: the sum over the steps with a target of the cross-entropy (in nats).
     public var loss: Double
+    /// The gradient of `loss` with respect to every parameter, in the model's tensor shapes.
     public var gradient: Parameters<Scalar>
 
     /// Runs `method` over the sequence from the zero state and returns the total loss and its

@@ -1,4 +1,5 @@
-/// The recurrent cells the package implements (contract §2).
+/// The recurrent cells the package implements, with PyTorch's gate order and equations
+/// (<doc:TheModelDirectory>).
 public enum CellKind: String, Codable, CaseIterable, Sendable {
     /// `h' = tanh(W_ih x + b_ih + W_hh h + b_hh)`.
     case rnn

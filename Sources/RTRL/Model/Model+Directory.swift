@@ -1,7 +1,7 @@
 import Foundation
 
-/// Model directories (contract §1): `config.json` plus one Matrix Market file per tensor, read
-/// and written through the kernel layer's CHOLMOD-backed Matrix Market routines.
+/// Model directories (<doc:TheModelDirectory>): `config.json` plus one Matrix Market file per
+/// tensor, read and written through the kernel layer's CHOLMOD-backed Matrix Market routines.
 extension Model where Scalar == Double {
     /// File names of the tensors, in the order of `Parameters.flattened`.
     public static let tensorFiles = ["weight_ih.mtx", "weight_hh.mtx", "bias_ih.mtx", "bias_hh.mtx",

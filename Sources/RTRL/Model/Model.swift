@@ -1,6 +1,9 @@
 /// A recurrent model: configuration, parameters, and the checks that tie them together.
 public struct Model<Scalar: SparseScalar>: Sendable, Hashable {
+    /// The cell and sizes (`config.json`). Assignment is not rechecked against `parameters`.
     public var configuration: ModelConfiguration
+    /// Every trainable tensor, in the shapes `configuration` gives. Assignment is not rechecked:
+    /// keep the shapes (and finite values) when changing them.
     public var parameters: Parameters<Scalar>
 
     /// Wraps parameters after checking every shape against the configuration and that every
@@ -11,9 +14,13 @@ public struct Model<Scalar: SparseScalar>: Sendable, Hashable {
         try validate()
     }
 
+    /// The recurrent cell (the configuration's).
     public var cell: CellKind { configuration.cell }
+    /// k: the number of units (the configuration's).
     public var hiddenSize: Int { configuration.hiddenSize }
+    /// n: the length of an input vector (the configuration's).
     public var inputSize: Int { configuration.inputSize }
+    /// o: the number of readout outputs (the configuration's).
     public var outputSize: Int { configuration.outputSize }
 
     func validate() throws {

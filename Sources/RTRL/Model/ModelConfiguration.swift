@@ -1,10 +1,15 @@
 import Foundation
 
-/// The `config.json` of a model directory (contract §1).
+/// The `config.json` of a model directory (<doc:TheModelDirectory>): the cell, the three sizes
+/// and, for the EGRU, its pseudo-derivative.
 public struct ModelConfiguration: Codable, Hashable, Sendable {
+    /// The recurrent cell (`cell`).
     public var cell: CellKind
+    /// n: the length of an input vector (`input_size`).
     public var inputSize: Int
+    /// k: the number of units (`hidden_size`).
     public var hiddenSize: Int
+    /// o: the number of readout outputs, the classes of the loss (`output_size`).
     public var outputSize: Int
     /// EGRU pseudo-derivative height (default 0.7).
     public var dampening: Double?

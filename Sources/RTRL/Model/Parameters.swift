@@ -1,4 +1,5 @@
-/// Every trainable tensor of a model, in the layouts of the model directory (contract §1).
+/// Every trainable tensor of a model, in the layouts of the model directory
+/// (<doc:TheModelDirectory>).
 /// A gradient has the same shape and is stored in the same type.
 public struct Parameters<Scalar: SparseScalar>: Sendable, Hashable {
     /// Input weights, G·k × n, gate blocks stacked; the stored entries are the parameters.

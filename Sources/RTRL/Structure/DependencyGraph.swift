@@ -1,12 +1,15 @@
-/// The structure of one step of a cell: which unit depends on which (math.md §3's graph A), and
-/// the fixed pattern of the one-step Jacobian D = ∂s_t/∂s_{t−1} over state variables.
+/// The structure of one step of a cell: which unit depends on which (the unit graph A of
+/// <doc:SnApPatterns>), and the fixed pattern of the one-step Jacobian D = ∂s_t/∂s_{t−1} over state
+/// variables.
 ///
 /// State variables are numbered component-major: for the LSTM, h_0 … h_{k−1} then
 /// c_0 … c_{k−1}; for the other cells the k unit states. D's pattern is the union of the
 /// recurrent gate blocks' patterns (for every output component) plus the cell's own-state terms
 /// (GRU's and EGRU's z ⊙ h, LSTM's f ⊙ c and its effect on h).
 public struct DependencyGraph: Sendable {
+    /// The cell whose step the graph describes.
     public let cell: CellKind
+    /// k: the number of units.
     public let hiddenSize: Int
     /// State variables, S = components · k.
     public let stateSize: Int

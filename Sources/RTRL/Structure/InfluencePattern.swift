@@ -1,4 +1,4 @@
-/// Which entries of the influence matrix J = ds/dθ a method keeps (math.md §3).
+/// Which entries of the influence matrix J = ds/dθ a method keeps (<doc:SnApPatterns>).
 ///
 /// SnAp-n keeps entry (q, θ) iff the unit of state variable q is reachable from the unit θ writes
 /// within n − 1 hops of the dependency graph A; the exact closure (n = ∞) keeps every entry that

@@ -1,7 +1,9 @@
 /// The fixed structure of a model that every method shares: its parameter numbering and its
 /// one-step dependency graph. Built once per model.
 public struct ModelStructure: Sendable {
+    /// The numbering of the core parameters θ, unit by unit.
     public let layout: ParameterLayout
+    /// The unit graph A and the pattern of the one-step Jacobian D.
     public let graph: DependencyGraph
 
     /// The parameter numbering and dependency graph of a model's weight patterns.

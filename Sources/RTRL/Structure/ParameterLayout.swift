@@ -4,16 +4,29 @@
 /// stored entries of that gate's `weight_ih` row (by column), of its `weight_hh` row (by column),
 /// its `bias_ih` entry and its `bias_hh` entry; the EGRU threshold last.
 ///
-/// Every parameter of unit i has the same influence pattern (math.md §3), so this numbering
+/// Every parameter of unit i has the same influence pattern (<doc:SnApPatterns>), so this numbering
 /// makes those columns of the influence matrix one contiguous block.
 public struct ParameterLayout: Sendable {
     /// Where a parameter lives and what multiplies it in the immediate Jacobian.
     public enum Source: UInt8, Sendable {
-        case inputWeight = 0, recurrentWeight, inputBias, recurrentBias, threshold
+        /// A stored entry of `weight_ih`; its immediate Jacobian is an input coefficient times x_j.
+        case inputWeight = 0
+        /// A stored entry of `weight_hh`; its immediate Jacobian is a recurrent coefficient times
+        /// the recurrent feature j.
+        case recurrentWeight
+        /// An entry of `bias_ih`; its immediate Jacobian is an input coefficient alone.
+        case inputBias
+        /// An entry of `bias_hh`; its immediate Jacobian is a recurrent coefficient alone.
+        case recurrentBias
+        /// An EGRU threshold ϑ_i; its immediate Jacobian comes from the step's threshold terms.
+        case threshold
     }
 
+    /// The cell whose parameters are numbered.
     public let cell: CellKind
+    /// k: the number of units.
     public let hiddenSize: Int
+    /// n: the length of an input vector (`weight_ih`'s column count).
     public let inputSize: Int
     /// Number of core parameters, p.
     public let count: Int
@@ -29,10 +42,14 @@ public struct ParameterLayout: Sendable {
     /// For every parameter: its position in its tensor's value array (a sparse matrix's storage
     /// position, or a vector index).
     public let storage: [Int32]
-    /// For every parameter: where its immediate-Jacobian factors sit in a step's buffers — the
-    /// coefficient in `StepRecord.immediateCoefficients` (per component) and the feature in
-    /// `StepRecord.immediateFeatures` — so the immediate term is a branch-free gather.
+    /// For every parameter: where its immediate-Jacobian coefficient sits in a component's block
+    /// of `StepRecord.immediateCoefficients` (2·G·k + 1 values: r for input weights and biases of
+    /// gate row r, G·k + r for recurrent ones, 2·G·k, the 0, for thresholds). With `featureIndex`,
+    /// the immediate term is a branch-free gather.
     public let coefficientIndex: [Int32]
+    /// For every parameter: where the feature it multiplies sits in
+    /// `StepRecord.immediateFeatures` (`[x | recurrentFeature | 1]`): j for `weight_ih[·, j]`,
+    /// n + j for `weight_hh[·, j]`, and n + k (the constant 1) for biases and thresholds.
     public let featureIndex: [Int32]
 
     /// Builds the numbering from the weight patterns.

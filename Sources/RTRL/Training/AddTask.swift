@@ -5,12 +5,20 @@ import Foundation
 /// marked bits (0, 1 or 2). Inputs: (bit, marker, query). Only the query step has a loss. The
 /// metric is the moving-average accuracy at query steps (decay 0.99).
 public final class AddTask: TrainingTask {
+    /// "add".
     public let name = "add"
+    /// 3: the bit, the marker and the query flag.
     public let inputSize = 3
+    /// 3: the possible sums 0, 1 and 2.
     public let outputSize = 3
+    /// The number of independent streams.
     public let streamCount: Int
+    /// T: the steps of every sequence (≥ 2).
     public let length: Int
+    /// `accuracy`.
     public var metricName: String { "accuracy" }
+    /// The moving-average accuracy at query steps (decay 0.99, from 1/3), between 0 and 1; a
+    /// prediction counts as right when the target's probability exceeds one half.
     public var metricValue: Double { state.accuracy }
 
     struct Stream: Codable {
@@ -26,6 +34,8 @@ public final class AddTask: TrainingTask {
     }
     private var state: State
 
+    /// A task of `streams` streams of sequences of `length` steps (throws below 2); stream b draws
+    /// its bits and marked steps from its own generator, seeded from `seed` and b.
     public init(streams: Int, length: Int = 10, seed: UInt64) throws {
         guard length >= 2 else { throw RTRLError.invalidOption("the adding task needs sequences of at least 2 steps") }
         streamCount = streams
@@ -35,6 +45,8 @@ public final class AddTask: TrainingTask {
         })
     }
 
+    /// Writes stream b's next (bit, marker, query) input; the target is the sum of the marked
+    /// bits on the last step of a sequence, −1 before it.
     public func next(stream b: Int, input: UnsafeMutableBufferPointer<Double>) -> TaskStep {
         var s = state.streams[b]
         var starts = false
@@ -56,6 +68,8 @@ public final class AddTask: TrainingTask {
         return TaskStep(target: target, startsSequence: starts)
     }
 
+    /// Updates the moving-average accuracy with a query step's loss (steps without a target are
+    /// ignored).
     public func observe(stream b: Int, loss: Double, hadTarget: Bool) {
         guard hadTarget else { return }
         // The target's probability exceeds one half exactly when the prediction must be right.
@@ -63,7 +77,9 @@ public final class AddTask: TrainingTask {
         state.accuracy = 0.99 * state.accuracy + 0.01 * correct
     }
 
+    /// The streams' generators and positions and the accuracy, as JSON.
     public func saveState() throws -> Data { try JSONEncoder().encode(state) }
+    /// Restores what `saveState()` wrote; throws if it holds another number of streams.
     public func restoreState(_ data: Data) throws {
         let restored = try JSONDecoder().decode(State.self, from: data)
         guard restored.streams.count == streamCount else { throw RTRLError.invalidInput("the checkpoint's task has another number of streams") }

@@ -1,16 +1,22 @@
 import Foundation
 
-/// The copy task with a curriculum (math.md §8): tokens {0, 1, 2, 3}; a sequence of length T is
-/// input `2, b_1 … b_T, 3 × (T+1)` with target `3 × (T+1), 2, b_1 … b_T`, a loss at every step.
+/// The copy task with a curriculum: tokens {0, 1, 2, 3}; a sequence of length T is input
+/// `2, b_1 … b_T, 3 × (T+1)` with target `3 × (T+1), 2, b_1 … b_T`, a loss at every step.
 /// Each new sequence draws T = max(1, T_max − U{0..4}); when the moving average (decay 0.999) of
 /// the per-step loss in bits drops below 0.15, T_max grows by 1 and the average restarts at 0.3.
 /// The metric is T_max, the curriculum length.
 public final class CopyTask: TrainingTask {
+    /// "copy".
     public let name = "copy"
+    /// 4: one-hot tokens 0, 1 (the bits), 2 (start) and 3 (blank).
     public let inputSize = 4
+    /// 4: the same tokens.
     public let outputSize = 4
+    /// The number of independent streams; they share one curriculum.
     public let streamCount: Int
+    /// `curriculum_length`.
     public var metricName: String { "curriculum_length" }
+    /// T_max, the curriculum length (from 1).
     public var metricValue: Double { Double(state.maximumLength) }
 
     struct Stream: Codable {
@@ -29,6 +35,8 @@ public final class CopyTask: TrainingTask {
     /// Moving-average decay, threshold and restart value of the curriculum.
     public static let decay = 0.999, threshold = 0.15, restart = 0.3
 
+    /// A task of `streams` streams at curriculum length 1; stream b draws its lengths and bits
+    /// from its own generator, seeded from `seed` and b.
     public init(streams: Int, seed: UInt64) {
         streamCount = streams
         state = State(streams: (0..<streams).map { b in
@@ -37,6 +45,7 @@ public final class CopyTask: TrainingTask {
         for b in 0..<streams { state.streams[b].inputs.reserveCapacity(2 * 64 + 2); state.streams[b].targets.reserveCapacity(2 * 64 + 2) }
     }
 
+    /// Writes stream b's next one-hot token, drawing a new sequence when the last one is done.
     public func next(stream b: Int, input: UnsafeMutableBufferPointer<Double>) -> TaskStep {
         var starts = false
         if state.streams[b].position >= state.streams[b].inputs.count {
@@ -66,6 +75,8 @@ public final class CopyTask: TrainingTask {
         state.streams[b] = s
     }
 
+    /// Feeds a step's loss to the moving average and lengthens the curriculum when it drops
+    /// below `threshold`.
     public func observe(stream b: Int, loss: Double, hadTarget: Bool) {
         guard hadTarget else { return }
         state.averageBits = CopyTask.decay * state.averageBits + (1 - CopyTask.decay) * loss / Foundation.log(2)
@@ -75,7 +86,9 @@ public final class CopyTask: TrainingTask {
         }
     }
 
+    /// The streams' generators and sequences and the curriculum, as JSON.
     public func saveState() throws -> Data { try JSONEncoder().encode(state) }
+    /// Restores what `saveState()` wrote; throws if it holds another number of streams.
     public func restoreState(_ data: Data) throws {
         let restored = try JSONDecoder().decode(State.self, from: data)
         guard restored.streams.count == streamCount else {

@@ -7,15 +7,24 @@ import Foundation
 /// the moving-average training loss in bits per character (decay 0.999); `evaluate` adds the
 /// validation bits per character (up to `validationLimit` characters, from a zero state).
 public final class TextTask: TrainingTask {
+    /// "text".
     public let name = "text"
+    /// The number of independent streams, spread evenly over the training text.
     public let streamCount: Int
+    /// The text's distinct Unicode scalars in ascending order; a character's class is its index.
     public let vocabulary: [Unicode.Scalar]
+    /// The vocabulary's size (one-hot inputs).
     public var inputSize: Int { vocabulary.count }
+    /// The vocabulary's size (the next character's class).
     public var outputSize: Int { vocabulary.count }
+    /// `bits_per_character`.
     public var metricName: String { "bits_per_character" }
+    /// The moving-average training loss in bits per character (decay 0.999, from log₂ of the
+    /// vocabulary's size).
     public var metricValue: Double { state.averageBits }
     let training: [Int32]
     let validation: [Int32]
+    /// The most validation characters `evaluate` predicts.
     public let validationLimit: Int
 
     struct State: Codable {
@@ -36,6 +45,16 @@ public final class TextTask: TrainingTask {
                       validationLimit: validationLimit)
     }
 
+    /// A task on `text`. Empty texts, texts of a single distinct character and texts too short for
+    /// the streams are errors.
+    ///
+    /// - Parameters:
+    ///   - text: the whole text; its distinct Unicode scalars make the vocabulary.
+    ///   - source: how error messages name the text (a path, say).
+    ///   - streams: the number of independent streams, each starting at its own offset.
+    ///   - validationFraction: the part of the text, from its end, held out for validation, in
+    ///     [0, 1).
+    ///   - validationLimit: the most validation characters `evaluate` predicts.
     public init(text: String, source: String = "the text", streams: Int, validationFraction: Double = 0.1,
                 validationLimit: Int = 20_000) throws {
         let scalars = Array(text.unicodeScalars)
@@ -63,6 +82,8 @@ public final class TextTask: TrainingTask {
         state = State(positions: (0..<streams).map { $0 * spacing }, averageBits: Foundation.log2(Double(vocabulary.count)))
     }
 
+    /// Writes the one-hot code of stream b's current character; the target is the next one.
+    /// At the end of the training text the stream wraps around and starts a new sequence.
     public func next(stream b: Int, input: UnsafeMutableBufferPointer<Double>) -> TaskStep {
         var position = state.positions[b], starts = position == 0
         if position + 1 >= training.count { position = 0; starts = true }
@@ -71,11 +92,15 @@ public final class TextTask: TrainingTask {
         return TaskStep(target: Int(training[position + 1]), startsSequence: starts)
     }
 
+    /// Feeds a step's loss to the moving average of bits per character.
     public func observe(stream b: Int, loss: Double, hadTarget: Bool) {
         guard hadTarget else { return }
         state.averageBits = 0.999 * state.averageBits + 0.001 * loss / Foundation.log(2)
     }
 
+    /// `validation_bits_per_character`: the model's loss per character, in bits, on the held-out
+    /// text (up to `validationLimit` predictions, from a zero state); nothing without a
+    /// validation text of at least two characters.
     public func evaluate(model: Model<Double>) throws -> [(name: String, value: Double)] {
         let count = min(validation.count, validationLimit + 1)
         guard count >= 2 else { return [] }
@@ -90,7 +115,9 @@ public final class TextTask: TrainingTask {
         return [("validation_bits_per_character", loss / Double(count - 1) / Foundation.log(2))]
     }
 
+    /// The streams' positions and the moving average, as JSON.
     public func saveState() throws -> Data { try JSONEncoder().encode(state) }
+    /// Restores what `saveState()` wrote; throws if it holds another number of streams.
     public func restoreState(_ data: Data) throws {
         let restored = try JSONDecoder().decode(State.self, from: data)
         guard restored.positions.count == streamCount else { throw RTRLError.invalidInput("the checkpoint's text task has another number of streams") }
@@ -123,6 +150,8 @@ public final class TextTask: TrainingTask {
 
 /// The loss of a model over one sequence from the zero state, forward only.
 public enum SequenceLoss {
+    /// The summed cross-entropy (nats) of `model` over `inputs` (T rows of `model.inputSize`
+    /// values) and `targets` (T classes, −1 for no loss at a step), from the zero state.
     public static func evaluate<Scalar: SparseScalar>(model: Model<Scalar>, inputs: [[Double]], targets: [Int]) throws -> Double {
         let learner = try OnlineLearner(model: model, method: .snap(1))
         var loss = 0.0

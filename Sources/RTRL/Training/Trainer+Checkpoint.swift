@@ -63,7 +63,8 @@ extension Trainer {
     }
 
     /// Resumes from a checkpoint with the task it was written for (built with the same
-    /// settings: its state is restored from the checkpoint).
+    /// settings: its state is restored from the checkpoint). `Scalar` must be the precision the
+    /// checkpoint was written in; another precision is refused.
     public convenience init(resumingFrom directory: String, task: TrainingTask) throws {
         let path = URL(fileURLWithPath: directory).appendingPathComponent("trainer.json").path
         guard let data = FileBytes.data(path) else {

@@ -45,8 +45,8 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
         case method, optimizer, learningRate, clip, updateEvery, threads, seed, layout
     }
 
-    /// Reads settings written by ``encode(to:)`` (a checkpoint's `trainer.json`) and checks them
-    /// as ``init(method:optimizer:learningRate:clip:updateEvery:threads:seed:layout:)`` does.
+    /// Reads settings as the `Encodable` conformance writes them (a checkpoint's `trainer.json`)
+    /// and checks them as ``init(method:optimizer:learningRate:clip:updateEvery:threads:seed:layout:)`` does.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         try self.init(method: c.decode(GradientMethod.self, forKey: .method),
@@ -59,12 +59,17 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
 
 /// A progress report of a training run.
 public struct TrainingReport: Sendable {
+    /// Steps taken in all when the report was made.
     public var step: Int
+    /// Wall-clock seconds since this call of `Trainer.run` started.
     public var seconds: Double
+    /// Steps per wall-clock second since the previous report.
     public var stepsPerSecond: Double
     /// Mean loss per step with a target (nats) since the previous report.
     public var loss: Double
+    /// The name of the task's metric (`TrainingTask.metricName`).
     public var metricName: String
+    /// The task's metric at this report (`TrainingTask.metricValue`).
     public var metric: Double
     /// The gradient norm of the last update, before clipping.
     public var gradientNorm: Double

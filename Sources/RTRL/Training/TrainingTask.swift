@@ -6,6 +6,8 @@ public struct TaskStep: Sendable {
     public var target: Int
     /// Whether this step starts a new sequence (the learner resets that stream's state first).
     public var startsSequence: Bool
+
+    /// A step with its target (−1 for no loss) and whether it starts a new sequence.
     public init(target: Int, startsSequence: Bool) {
         self.target = target
         self.startsSequence = startsSequence
@@ -18,24 +20,31 @@ public struct TaskStep: Sendable {
 public protocol TrainingTask: AnyObject {
     /// A short name ("copy", "text").
     var name: String { get }
+    /// n: the length of an input vector, which the model's `input_size` must equal.
     var inputSize: Int { get }
+    /// o: the number of target classes, which the model's `output_size` must equal.
     var outputSize: Int { get }
+    /// The number of independent streams; the trainer runs one learner stream per task stream.
     var streamCount: Int { get }
     /// Writes stream b's next input (inputSize values) and returns its target.
     func next(stream b: Int, input: UnsafeMutableBufferPointer<Double>) -> TaskStep
     /// Reports the loss (nats) at stream b's last step; `hadTarget` is false for steps without one.
     func observe(stream b: Int, loss: Double, hadTarget: Bool)
-    /// The name and current value of the task's metric (curriculum length, bits per character).
+    /// The name of the task's metric (`curriculum_length`, `bits_per_character`, `accuracy`).
     var metricName: String { get }
+    /// The current value of the task's metric, in its own units.
     var metricValue: Double { get }
     /// Metrics that need the model (e.g. validation loss), computed at report time.
     func evaluate(model: Model<Double>) throws -> [(name: String, value: Double)]
     /// The task's evolving state (generators, positions, curriculum), for checkpoints.
     func saveState() throws -> Data
+    /// Restores the state `saveState()` wrote, so the task continues where it stopped; throws if
+    /// `data` is not this task's state.
     func restoreState(_ data: Data) throws
 }
 
 extension TrainingTask {
+    /// No metrics that need the model.
     public func evaluate(model: Model<Double>) throws -> [(name: String, value: Double)] { [] }
 }
 

@@ -51,9 +51,13 @@ public final class BlockProductPlan: Sendable {
     /// values of the additions array passed to `execute` (additions take their values in the
     /// order they were given to the plan).
     public struct Addition: Sendable, Equatable {
+        /// b: the index of the block, in the order the blocks were given to the plan.
         public var block: Int
+        /// The row of X_b (a position in the block's `rows`, not an index of A).
         public var row: Int
+        /// The first column of X_b the addition reaches.
         public var column: Int
+        /// How many consecutive values, from `column`, the addition adds to.
         public var count: Int
 
         /// An addition to `count` values of row `row` of block `block`, from column `column`.
@@ -113,9 +117,11 @@ public final class BlockProductPlan: Sendable {
     public let blockCount: Int
     /// Work units: panels of blocks, the pieces threads take.
     public let panelCount: Int
-    /// Rows computed two at a time (pairs sharing their columns) and three to six at a time
-    /// (longer runs, a dense S_b): the register-blocked kernels the plan chose.
+    /// Rows computed two at a time (pairs sharing their columns): with `tiledRows`, the
+    /// register-blocked kernels the plan chose.
     public let pairedRows: Int
+    /// Rows computed three to six at a time (longer runs of rows sharing their columns, as in a
+    /// dense S_b); the other rows, neither paired nor tiled, are computed one at a time.
     public let tiledRows: Int
     /// The instruction set the plan runs on.
     public let kernel: Kernel
@@ -484,7 +490,10 @@ public final class BlockProductPlan: Sendable {
     ///   - a: A's values (`aValueCount` of them; the plan reads them through its value index).
     ///   - x: the blocks' values, overwritten.
     ///   - additions: `additionValueCount` values (an empty buffer when there are none).
-    ///   - rowWeights, columnSums: both or neither.
+    ///   - rowWeights: w, one weight per index of A (`dimension` of them), or `nil` for no
+    ///     column sums; pass it together with `columnSums` or not at all.
+    ///   - columnSums: `columnSumCount` sums that gain the weighted column sums of the new
+    ///     blocks (added to, not overwritten), or `nil`; both or neither with `rowWeights`.
     ///   - workspace: one of this plan's workspaces, used by one call at a time.
     public func execute<Scalar: SparseScalar>(a: UnsafeBufferPointer<Scalar>, x: UnsafeMutableBufferPointer<Scalar>,
                                               additions: UnsafeBufferPointer<Scalar>, rowWeights: UnsafeBufferPointer<Scalar>? = nil,

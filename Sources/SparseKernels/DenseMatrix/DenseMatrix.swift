@@ -1,7 +1,9 @@
 /// A dense matrix stored column by column (`values[i + j * rowCount]`), as Matrix Market
 /// `array` files and CHOLMOD's `cholmod_dense` lay it out.
 public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Hashable {
+    /// The number of rows, m.
     public let rowCount: Int
+    /// The number of columns, n.
     public let columnCount: Int
     /// Column-major values; the count is fixed at rowCount · columnCount.
     public var values: [Scalar] {
@@ -26,6 +28,7 @@ public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Hashable {
         self.values = [Scalar](repeating: 0, count: rowCount * columnCount)
     }
 
+    /// The value in row `row` and column `column` (both from 0): `values[row + column * rowCount]`.
     public subscript(row: Int, column: Int) -> Scalar {
         get { values[row + column * rowCount] }
         set { values[row + column * rowCount] = newValue }

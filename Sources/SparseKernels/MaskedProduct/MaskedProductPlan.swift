@@ -33,7 +33,9 @@ import Foundation
 public final class MaskedProductPlan: @unchecked Sendable {
     /// How the numeric phase walks the product.
     public enum Layout: String, CaseIterable, Sendable {
+        /// Contiguous runs of A's entries added into C, planned per column (see above).
         case runs
+        /// Each column of A·B accumulated into a dense work vector, then gathered at M's rows.
         case accumulator
     }
 
@@ -68,7 +70,10 @@ public final class MaskedProductPlan: @unchecked Sendable {
     /// Builds the plan (the symbolic phase).
     ///
     /// - Parameters:
-    ///   - layout: `nil` to choose by estimated cost.
+    ///   - a: the pattern of A (m × k).
+    ///   - b: the pattern of B (k × n); its row count must equal A's column count.
+    ///   - mask: the mask M (m × n), which becomes the pattern of C.
+    ///   - requested: the layout (argument label `layout`), or `nil` to choose by estimated cost.
     ///   - threads: threads for the numeric phase (1 runs on the caller only).
     ///   - memoryBudget: the most bytes the plan may hold. If the chosen layout needs more, the
     ///     automatic choice falls back to the other; otherwise the initialiser throws

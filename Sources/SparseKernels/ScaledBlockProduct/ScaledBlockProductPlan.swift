@@ -241,6 +241,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     ///   - g: the deferred product's vector (`rowCount`).
     ///   - bValues: the array B's entries are read from (`bValueCount`).
     ///   - activeRows: n flags; a zero flag promises that row of B is zero off the diagonal.
+    ///   - workspace: one of this plan's workspaces (`makeWorkspace()`), used by one call at a time.
     /// - Returns: the multiply-adds done (the off-diagonal terms of the active rows) and the
     ///   columns written.
     @discardableResult

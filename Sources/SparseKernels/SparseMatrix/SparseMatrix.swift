@@ -18,8 +18,11 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
         case reject
     }
 
+    /// The number of rows, m (the pattern's).
     @inlinable public var rowCount: Int { pattern.rowCount }
+    /// The number of columns, n (the pattern's).
     @inlinable public var columnCount: Int { pattern.columnCount }
+    /// The number of stored entries, explicit zeros included (the pattern's); also `values.count`.
     @inlinable public var nonzeroCount: Int { pattern.nonzeroCount }
 
     /// A matrix on `pattern` with the given values (one per stored entry).
@@ -40,8 +43,14 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
 
     /// A matrix from triplets (row, column, value) in any order.
     ///
-    /// - Parameter duplicates: whether repeated (row, column) pairs are summed or rejected. Every
-    ///   triplet given is stored, zeros included.
+    /// - Parameters:
+    ///   - rowCount: the number of rows, m.
+    ///   - columnCount: the number of columns, n.
+    ///   - rows: each triplet's row, in `0 ..< rowCount`.
+    ///   - columns: each triplet's column, in `0 ..< columnCount`; as many as `rows`.
+    ///   - values: each triplet's value; as many as `rows`.
+    ///   - duplicates: whether repeated (row, column) pairs are summed or rejected. Every
+    ///     triplet given is stored, zeros included.
     public init(rowCount: Int, columnCount: Int, rows: [Int], columns: [Int], values: [Scalar],
                 duplicates: DuplicatePolicy) throws {
         guard values.count == rows.count else {
@@ -136,6 +145,8 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
         self.values = values
     }
 
+    /// One line with the precision, shape and number of stored entries (no values), e.g.
+    /// `SparseMatrix<float64>(3 × 4, 5 entries)`.
     public var description: String {
         "SparseMatrix<\(Scalar.precisionName)>(\(rowCount) × \(columnCount), \(nonzeroCount) entries)"
     }

@@ -59,8 +59,10 @@ extension SparsityPattern {
     /// The pattern of the product `self · other` (an entry wherever some k has both
     /// self(i, k) and other(k, j) stored; no numerical cancellation).
     ///
-    /// - Parameter budgetBytes: refuse, before allocating the result, if its index arrays would
-    ///   need more than this many bytes.
+    /// - Parameters:
+    ///   - other: the right factor; its row count must equal this pattern's column count.
+    ///   - budgetBytes: refuse, before allocating the result, if its index arrays would need more
+    ///     than this many bytes.
     public func multiplied(by other: SparsityPattern, budgetBytes: Int = Int.max) throws -> SparsityPattern {
         guard columnCount == other.rowCount else {
             throw SparseKernelsError.shapeMismatch(

@@ -137,6 +137,8 @@ public struct SparsityPattern: Hashable, Sendable, CustomStringConvertible {
     /// Memory held by the index arrays, in bytes.
     public var bytes: Int { 4 * (columnPointers.count + rowIndices.count) }
 
+    /// One line with the shape and number of stored entries, e.g.
+    /// `SparsityPattern(3 × 4, 5 entries)`.
     public var description: String {
         "SparsityPattern(\(rowCount) × \(columnCount), \(nonzeroCount) entries)"
     }

@@ -32,6 +32,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Hashable, Codabl
     @inlinable
     static func rotl(_ x: UInt64, _ k: UInt64) -> UInt64 { (x << k) | (x >> (64 - k)) }
 
+    /// The next 64 random bits of the stream (one xoshiro256** step).
     public mutating func next() -> UInt64 {
         let result = SeededGenerator.rotl(s1 &* 5, 7) &* 9
         let t = s1 << 17

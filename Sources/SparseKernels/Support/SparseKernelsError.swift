@@ -19,6 +19,8 @@ public enum SparseKernelsError: Error, CustomStringConvertible, Equatable, Senda
     /// A size that does not fit the 32-bit indices the kernels use.
     case indexOverflow(String)
 
+    /// The error as one readable sentence, naming the file and line, the shapes or the bytes
+    /// involved.
     public var description: String {
         switch self {
         case .invalidArgument(let s), .shapeMismatch(let s), .indexOverflow(let s):
@@ -40,9 +42,12 @@ public enum SparseKernelsError: Error, CustomStringConvertible, Equatable, Senda
 
 /// A byte count printed with a binary unit ("1.50 GiB").
 public struct ByteCount: CustomStringConvertible, Sendable {
+    /// The number of bytes.
     public let bytes: Int
     /// A count of bytes.
     public init(_ bytes: Int) { self.bytes = bytes }
+    /// The count in the largest binary unit it reaches, with two decimals ("1.50 GiB"); below
+    /// 1 KiB, in bytes ("512 bytes").
     public var description: String {
         let units = ["bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
         var value = Double(bytes)

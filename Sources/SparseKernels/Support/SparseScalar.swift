@@ -8,9 +8,11 @@ where Self.RawSignificand: FixedWidthInteger {
 }
 
 extension Double: SparseScalar {
+    /// "float64".
     public static var precisionName: String { "float64" }
 }
 
 extension Float: SparseScalar {
+    /// "float32".
     public static var precisionName: String { "float32" }
 }

@@ -1,6 +1,6 @@
 import SparseKernels
 
-/// The influence matrix in unit blocks (math.md §3), updated by one `BlockProductPlan`:
+/// The influence matrix in unit blocks (<doc:TheInfluenceUpdate>), updated by one `BlockProductPlan`:
 ///
 ///     B_g ← D[R(g), R(g)] · B_g + I_g,      g += wᵀ B   (one pass over J per step)
 ///
