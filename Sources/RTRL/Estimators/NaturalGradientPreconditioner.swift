@@ -23,6 +23,15 @@ import Foundation
 /// with F̂ = F / (1 − decayᵗ) (bias-corrected, so the first steps are not dominated by the zero
 /// start); then one solve with the current factor (O(Σ f_i²)).
 ///
+/// **Schedules and observations.** The default schedule forgets exponentially and observes
+/// gradients (`direction(for:into:)`: the empirical Fisher g̃ g̃ᵀ). The filter of the papers is
+/// the other combination: the averaging schedule (weights 1/(t₀ + t) after a prior F₀ = f₀·I worth
+/// t₀ observations) fed the true Fisher of the output through ``observe(factors:weights:)`` (x xᵀ
+/// for a linear output with unit Gaussian noise, ``softmaxFisherFactors(probabilities:logitJacobian:into:)``
+/// for a softmax), stepped by η/(t₀ + t); with η = 1 on a linear-Gaussian model it is recursive
+/// least squares, exactly (`Tests/RTRLTests/KalmanFilterTests.swift` checks that to 1e-10, for
+/// one block and block by block, and the softmax Fisher against a dense computation).
+///
 /// **Defaults, and why.**
 /// - `decay` = 0.99: the Kalman filter's fading memory (its process noise) turns the 1/t
 ///   averaging of the static-parameter filter into an exponential average; 0.99 remembers about
@@ -40,10 +49,31 @@ import Foundation
 ///   as much as the per-step work, and in 10 steps F changes by ≈ 1 − 0.99¹⁰ ≈ 10% — a stale
 ///   preconditioner that the damping absorbs (any SPD matrix gives a descent direction).
 public final class NaturalGradientPreconditioner {
+    /// How observations are averaged into the Fisher estimate F̂.
+    public enum Schedule: Sendable, Hashable {
+        /// Fading memory: F ← decay·F + (1 − decay)·(observation), and F̂ = F/(1 − decayᵗ) after t
+        /// observations (bias-corrected). The filter of a parameter that drifts; decay in [0, 1).
+        case exponential(decay: Double)
+        /// The static-parameter Kalman filter: F̂_t = (t₀·F₀ + Σ_{s ≤ t} observation_s)/(t₀ + t),
+        /// with the prior F₀ = `priorFisher`·I weighted as t₀ = `priorWeight` observations. With
+        /// observations x xᵀ of a linear-Gaussian model, no damping, refactorisation every step
+        /// and the step θ ← θ − (F̂_t)⁻¹ g / (t₀ + t), this is recursive least squares with
+        /// P₀ = (t₀·F₀)⁻¹ (Ollivier, arXiv 1703.00209).
+        case averaging(priorWeight: Double)
+    }
+
     /// The filter's settings (see the type's documentation for the defaults).
-    public struct Options: Sendable, Equatable {
-        /// Exponential forgetting factor of F, in [0, 1).
-        public var decay: Double
+    public struct Options: Sendable, Hashable {
+        /// How observations are averaged (exponential forgetting by default).
+        public var schedule: Schedule
+        /// The exponential schedule's forgetting factor (1 for the averaging schedule); setting it
+        /// selects the exponential schedule.
+        public var decay: Double {
+            get { if case .exponential(let decay) = schedule { return decay } else { return 1 } }
+            set { schedule = .exponential(decay: newValue) }
+        }
+        /// F₀ = priorFisher·I, the averaging schedule's prior (≥ 0; unused by the exponential one).
+        public var priorFisher: Double
         /// λ relative to the average diagonal of F̂.
         public var damping: Double
         /// λ while F̂ is zero (> 0).
@@ -51,9 +81,22 @@ public final class NaturalGradientPreconditioner {
         /// Refactorise every this many steps (≥ 1).
         public var refactorInterval: Int
 
-        /// The documented defaults (see the type's documentation for why).
+        /// The exponential schedule with the documented defaults (see the type's documentation
+        /// for why).
         public init(decay: Double = 0.99, damping: Double = 1e-3, minimumDamping: Double = 1e-8, refactorInterval: Int = 10) {
-            self.decay = decay
+            self.schedule = .exponential(decay: decay)
+            self.priorFisher = 0
+            self.damping = damping
+            self.minimumDamping = minimumDamping
+            self.refactorInterval = refactorInterval
+        }
+
+        /// Any schedule. For the averaging schedule, `damping` may be 0 when the prior makes F̂
+        /// positive definite (`priorWeight` · `priorFisher` > 0).
+        public init(schedule: Schedule, priorFisher: Double = 0, damping: Double = 1e-3, minimumDamping: Double = 1e-8,
+                    refactorInterval: Int = 10) {
+            self.schedule = schedule
+            self.priorFisher = priorFisher
             self.damping = damping
             self.minimumDamping = minimumDamping
             self.refactorInterval = refactorInterval
@@ -85,6 +128,8 @@ public final class NaturalGradientPreconditioner {
     private var hasFactor = false
     private var right: [Double]
     private var solution: [Double]
+    /// Scratch for `observe(factors:weights:)`: the factors in Double, grown to the largest count seen.
+    private var factorScratch: [Double] = []
 
     /// A preconditioner over a model's core parameters θ, one block per unit.
     public convenience init(layout: ParameterLayout, options: Options = Options(),
@@ -99,8 +144,15 @@ public final class NaturalGradientPreconditioner {
     ///   matrix factorised, CHOLMOD's factor) exceed `memoryBudget`.
     public init(blockStarts: [Int], options: Options = Options(),
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
-        guard options.decay >= 0, options.decay < 1 else {
-            throw RTRLError.invalidOption("the Fisher decay must be in [0, 1), not \(options.decay)")
+        switch options.schedule {
+        case .exponential(let decay):
+            guard decay >= 0, decay < 1 else {
+                throw RTRLError.invalidOption("the Fisher decay must be in [0, 1), not \(decay)")
+            }
+        case .averaging(let priorWeight):
+            guard priorWeight >= 0, priorWeight.isFinite, options.priorFisher >= 0, options.priorFisher.isFinite else {
+                throw RTRLError.invalidOption("the Fisher prior's weight and scale must be finite and ≥ 0, not \(priorWeight) and \(options.priorFisher)")
+            }
         }
         guard options.damping >= 0, options.damping.isFinite, options.minimumDamping > 0, options.minimumDamping.isFinite else {
             throw RTRLError.invalidOption("the damping must be ≥ 0 and the minimum damping > 0 (finite), not \(options.damping) and \(options.minimumDamping)")
@@ -144,46 +196,99 @@ public final class NaturalGradientPreconditioner {
         factorized = running
         right = [Double](repeating: 0, count: p)
         solution = right
+        reset()
     }
 
-    /// Forgets the Fisher estimate (and the factor).
+    /// Forgets the Fisher estimate (and the factor): F = 0, or t₀·F₀ for the averaging schedule.
     public func reset() {
         running.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        if case .averaging(let priorWeight) = options.schedule {
+            for j in 0..<parameterCount { running[diagonal[j]] = priorWeight * options.priorFisher }
+        }
         observations = 0
         hasFactor = false
         stepsSinceFactorization = 0
     }
 
-    /// F ← decay·F + (1 − decay)·g gᵀ on every block.
+    /// One observation g gᵀ (the empirical Fisher of a gradient), on every block.
     public func observe<S: SparseScalar>(_ g: UnsafeBufferPointer<S>) throws {
         try load(g)
-        let weight = 1 - options.decay, decay = options.decay
-        right.withUnsafeBufferPointer { g in
-            running.withUnsafeMutableBufferPointer { f in
-                var position = 0
-                for b in 0..<(blockStarts.count - 1) {
-                    let start = blockStarts[b]
-                    for j in start..<blockStarts[b + 1] {
-                        let gj = weight * g[j]
-                        for i in start...j {
-                            f[position] = decay * f[position] + gj * g[i]
-                            position += 1
-                        }
+        right.withUnsafeBufferPointer { g in accumulate(g.baseAddress!, count: 1, weights: nil) }
+        observations += 1
+    }
+
+    /// One observation Σ_r weights[r] · v_r v_rᵀ, on every block, for the r = `weights.count`
+    /// vectors v_r stored one after another in `factors` (r·p values). The true Fisher of a
+    /// model's output is a sum of that form: x xᵀ for a linear output with unit Gaussian noise;
+    /// for a softmax output, see ``softmaxFisherFactors(probabilities:logitJacobian:into:)``.
+    /// Allocates nothing once it has seen `weights.count` vectors.
+    public func observe<S: SparseScalar>(factors: UnsafeBufferPointer<S>, weights: UnsafeBufferPointer<Double>) throws {
+        let r = weights.count
+        guard factors.count == r * parameterCount else {
+            throw RTRLError.invalidInput("\(r) Fisher factors of \(parameterCount) parameters need \(r * parameterCount) values, not \(factors.count)")
+        }
+        for k in 0..<r where !(weights[k].isFinite && weights[k] >= 0) {
+            throw RTRLError.invalidInput("Fisher factor weight \(k) must be finite and ≥ 0, not \(weights[k])")
+        }
+        if factorScratch.count < factors.count { factorScratch = [Double](repeating: 0, count: factors.count) }
+        for t in 0..<factors.count {
+            let value = Double(factors[t])
+            guard value.isFinite else { throw RTRLError.invalidInput("Fisher factor value \(t) is not finite (\(value))") }
+            factorScratch[t] = value
+        }
+        factorScratch.withUnsafeBufferPointer { v in accumulate(v.baseAddress!, count: r, weights: weights) }
+        observations += 1
+    }
+
+    /// F ← decay·F + (1 − decay)·Σ_r w_r v_r v_rᵀ (exponential), or F ← F + Σ_r w_r v_r v_rᵀ
+    /// (averaging: F holds t₀·F₀ plus the sum of the observations), on every block.
+    private func accumulate(_ v: UnsafePointer<Double>, count r: Int, weights: UnsafeBufferPointer<Double>?) {
+        let p = parameterCount
+        let decay: Double, weight: Double
+        switch options.schedule {
+        case .exponential(let d): decay = d; weight = 1 - d
+        case .averaging: decay = 1; weight = 1
+        }
+        running.withUnsafeMutableBufferPointer { f in
+            var position = 0
+            for b in 0..<(blockStarts.count - 1) {
+                let start = blockStarts[b]
+                for j in start..<blockStarts[b + 1] {
+                    for i in start...j {
+                        var sum = 0.0
+                        for k in 0..<r { sum += (weights?[k] ?? 1) * v[k * p + j] * v[k * p + i] }
+                        f[position] = decay * f[position] + weight * sum
+                        position += 1
                     }
                 }
             }
         }
-        observations += 1
     }
 
-    /// Factorises F̂ + λI now, with F̂ = F/(1 − decayᵗ) and λ = damping·tr(F̂)/p (minimumDamping
-    /// while F̂ = 0).
+    /// The factor that turns F into F̂: 1/(1 − decayᵗ) (exponential, 0 before any observation), or
+    /// 1/(t₀ + t) (averaging; 0 while t₀ + t = 0).
+    private var normalisation: Double {
+        switch options.schedule {
+        case .exponential(let decay):
+            return observations == 0 ? 0 : 1 / (1 - Foundation.pow(decay, Double(observations)))
+        case .averaging(let priorWeight):
+            let total = priorWeight + Double(observations)
+            return total > 0 ? 1 / total : 0
+        }
+    }
+
+    /// Factorises F̂ + λI now, with F̂ as the schedule defines it and λ = damping·tr(F̂)/p
+    /// (minimumDamping while F̂ = 0; for the exponential schedule also whenever that product is 0).
     public func refactorize() throws {
-        let correction = observations == 0 ? 0 : 1 / (1 - Foundation.pow(options.decay, Double(observations)))
+        let correction = normalisation
         var trace = 0.0
         for j in 0..<parameterCount { trace += running[diagonal[j]] }
         var lambda = options.damping * correction * trace / Double(parameterCount)
-        if !(lambda > 0) { lambda = options.minimumDamping }
+        if case .averaging = options.schedule {
+            if !(correction * trace > 0) { lambda = options.minimumDamping }
+        } else if !(lambda > 0) {
+            lambda = options.minimumDamping
+        }
         for t in 0..<running.count { factorized[t] = correction * running[t] }
         for j in 0..<parameterCount { factorized[diagonal[j]] += lambda }
         hasFactor = false
@@ -228,8 +333,28 @@ public final class NaturalGradientPreconditioner {
 
     /// The current bias-corrected estimate F̂ (upper triangle and diagonal stored).
     public var fisher: SparseMatrix<Double> {
-        let correction = observations == 0 ? 0 : 1 / (1 - Foundation.pow(options.decay, Double(observations)))
+        let correction = normalisation
         return try! SparseMatrix(pattern: pattern, values: running.map { $0 * correction })
+    }
+
+    /// The Fisher factors of a softmax output over o classes, for ``observe(factors:weights:)``:
+    /// with p = `probabilities` and J_c = ∂z_c/∂θ the rows of `logitJacobian` (o·n values, row c
+    /// the gradient of logit c), writes v_c = J_c − Σ_k p_k J_k into `factors` (o·n values); with
+    /// weights p_c, Σ_c p_c v_c v_cᵀ = Jᵀ(diag(p) − p pᵀ)J, the Fisher matrix of the softmax
+    /// output (the expected outer product of ∇ log p_y over y drawn from p).
+    public static func softmaxFisherFactors<S: SparseScalar>(probabilities: UnsafeBufferPointer<Double>,
+                                                             logitJacobian: UnsafeBufferPointer<S>,
+                                                             into factors: UnsafeMutableBufferPointer<S>) throws {
+        let o = probabilities.count
+        guard o > 0, logitJacobian.count % o == 0, factors.count == logitJacobian.count else {
+            throw RTRLError.invalidInput("a softmax over \(o) classes needs a logit Jacobian of o·n values and as many factors, not \(logitJacobian.count) and \(factors.count)")
+        }
+        let n = logitJacobian.count / o
+        for t in 0..<n {
+            var mean = 0.0
+            for c in 0..<o { mean += probabilities[c] * Double(logitJacobian[c * n + t]) }
+            for c in 0..<o { factors[c * n + t] = S(Double(logitJacobian[c * n + t]) - mean) }
+        }
     }
 
     /// Copies g into the Double buffer, checking its length and values.
