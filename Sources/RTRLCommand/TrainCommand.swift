@@ -2,14 +2,14 @@ import ArgumentParser
 import Foundation
 import RTRL
 
-enum TaskName: String, ExpressibleByArgument, CaseIterable { case copy, add, text }
+enum TaskName: String, ExpressibleByArgument, CaseIterable { case copy, add, text, delay }
 extension OptimizerKind: ExpressibleByArgument {}
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "train", abstract: "Train a sparse recurrent network online on a task.")
 
-    @Option(help: "Task: copy (curriculum), add, or text (character-level).") var task: TaskName = .copy
+    @Option(help: "Task: copy (curriculum), add, text (character-level) or delay (recall the symbol seen --lag steps earlier).") var task: TaskName = .copy
     @Option(help: "UTF-8 text for --task text (default: a built-in generated corpus).") var text: String?
     @Option(help: "Cell of a new model.") var cell: CellKind = .gru
     @Option(help: "Hidden units of a new model.") var hidden: Int = 64
@@ -32,6 +32,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Resume from this checkpoint.") var resume: String?
     @Option(help: "Start from this model directory.") var model: String?
     @Option(help: "Sequence length of the add task.") var addLength: Int = 10
+    @Option(help: "Steps between a symbol and its recall in the delay task.") var lag: Int = 16
 
     func run() throws {
         try reporting {
@@ -114,6 +115,7 @@ struct TrainCommand: ParsableCommand {
         switch task {
         case .copy: return CopyTask(streams: batch, seed: seed)
         case .add: return try AddTask(streams: batch, length: addLength, seed: seed)
+        case .delay: return try DelayTask(streams: batch, lag: lag, seed: seed)
         case .text:
             if let text { return try TextTask(file: text, streams: batch) }
             return try TextTask(text: TextTask.builtInCorpus(), source: "the built-in corpus", streams: batch)

@@ -39,6 +39,9 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         var outputGradient: [Scalar]
         var stateWeights: [Scalar]
         var logits: [Double]
+        /// The target of the last step (−1: none); after a step with one, `logits` holds
+        /// softmax − onehot(target).
+        var lastTarget = -1
         var loss = 0.0
         var history: BackpropagationHistory<Scalar>?
         /// The error this stream's part of a threaded step threw, if any.
@@ -201,6 +204,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
 
         // The readout and w = ∂L_t/∂s_t first: the sparse influence update takes the gradient
         // wᵀJ_t in the same pass as J_t.
+        s.lastTarget = target
         s.loss = s.logits.withUnsafeMutableBufferPointer { logits in
             s.outputGradient.withUnsafeMutableBufferPointer { og in
                 s.readoutWeightGradient.withUnsafeMutableBufferPointer { wg in

@@ -158,7 +158,7 @@ public final class Trainer<Scalar: SparseScalar> {
         let total = try learner.step(inputs: inputs, targets: targets)
         for b in 0..<task.streamCount {
             let loss = learner.lastLoss(stream: b)
-            task.observe(stream: b, loss: loss, hadTarget: targets[b] >= 0)
+            task.observe(stream: b, loss: loss, hadTarget: targets[b] >= 0, prediction: learner.lastPrediction(stream: b))
             if targets[b] >= 0 { lossSum += loss; lossCount += 1 }
             if learner.model.cell == .egru {
                 activitySum += Double(learner.lastRecord(stream: b).activeUnits) / Double(learner.model.hiddenSize)
@@ -231,6 +231,18 @@ public final class Trainer<Scalar: SparseScalar> {
 extension OnlineLearner {
     /// The loss stream b had at the last step (nats; 0 without a target).
     public func lastLoss(stream b: Int) -> Double { streams[b].loss }
+
+    /// The most likely class at stream b's last step (the first of equal ones), or −1 if that
+    /// step had no target (the readout is evaluated only at steps with one).
+    public func lastPrediction(stream b: Int) -> Int {
+        let s = streams[b]
+        guard s.lastTarget >= 0 else { return -1 }
+        // `logits` holds softmax − onehot(target): add the one back.
+        func probability(_ c: Int) -> Double { s.logits[c] + (c == s.lastTarget ? 1 : 0) }
+        var best = 0
+        for c in 1..<max(s.logits.count, 1) where probability(c) > probability(best) { best = c }
+        return best
+    }
 }
 
 /// A trainer owns a learner and a task that change with every step; it is not `Sendable`.

@@ -30,6 +30,9 @@ public protocol TrainingTask: AnyObject {
     func next(stream b: Int, input: UnsafeMutableBufferPointer<Double>) -> TaskStep
     /// Reports the loss (nats) at stream b's last step; `hadTarget` is false for steps without one.
     func observe(stream b: Int, loss: Double, hadTarget: Bool)
+    /// The same, with the class the model found most likely at that step (for accuracy-like
+    /// metrics). The trainer calls this form; by default it forwards to the one without.
+    func observe(stream b: Int, loss: Double, hadTarget: Bool, prediction: Int)
     /// The name of the task's metric (`curriculum_length`, `bits_per_character`, `accuracy`).
     var metricName: String { get }
     /// The current value of the task's metric, in its own units.
@@ -44,6 +47,11 @@ public protocol TrainingTask: AnyObject {
 }
 
 extension TrainingTask {
+    /// Forwards to ``observe(stream:loss:hadTarget:)``, ignoring the prediction.
+    public func observe(stream b: Int, loss: Double, hadTarget: Bool, prediction: Int) {
+        observe(stream: b, loss: loss, hadTarget: hadTarget)
+    }
+
     /// No metrics that need the model.
     public func evaluate(model: Model<Double>) throws -> [(name: String, value: Double)] { [] }
 }
