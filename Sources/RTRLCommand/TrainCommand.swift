@@ -33,6 +33,16 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Start from this model directory.") var model: String?
     @Option(help: "Sequence length of the add task.") var addLength: Int = 10
     @Option(help: "Steps between a symbol and its recall in the delay task.") var lag: Int = 16
+    @Option(help: "Natural-gradient filter (--optimizer natural): exponential forgetting factor of the Fisher estimate.")
+    var fisherDecay: Double = 0.99
+    @Option(help: "Natural-gradient filter: average the Fisher estimate with weights 1/(t0 + t) after a prior worth t0 observations (the Kalman filter; replaces --fisher-decay).")
+    var fisherPriorWeight: Double?
+    @Option(help: "Natural-gradient filter: the prior Fisher matrix F0 = this · I (with --fisher-prior-weight).")
+    var fisherPrior: Double = 1
+    @Option(help: "Natural-gradient filter: damping λ relative to the Fisher estimate's average diagonal.")
+    var fisherDamping: Double = 1e-3
+    @Option(help: "Natural-gradient filter: refactorise the Fisher estimate every this many updates.")
+    var fisherRefactorEvery: Int = 10
 
     func run() throws {
         try reporting {
@@ -54,8 +64,12 @@ struct TrainCommand: ParsableCommand {
                     start = try Model<Double>(random: configuration, density: density,
                                               independentGateMasks: independentGateMasks, seed: seed)
                 }
+                let schedule: NaturalGradientPreconditioner.Schedule = fisherPriorWeight.map { .averaging(priorWeight: $0) }
+                    ?? .exponential(decay: fisherDecay)
+                let filter = NaturalGradientPreconditioner.Options(schedule: schedule, priorFisher: fisherPrior, damping: fisherDamping,
+                                                                   refactorInterval: fisherRefactorEvery)
                 let settings = try TrainingConfiguration(method: GradientMethod(parsing: method), optimizer: optimizer, learningRate: lr, clip: clip,
-                                                         updateEvery: updateEvery, threads: threads, seed: seed)
+                                                         updateEvery: updateEvery, threads: threads, seed: seed, filter: filter)
                 trainer = try Trainer(model: start, task: task, configuration: settings)
             }
             var csv: FileHandle?

@@ -52,4 +52,25 @@ final class TrainCommandTests: XCTestCase {
         try assertFails(["train", "--steps", "10", "--plot", dir.appendingPathComponent("x.svg").path], mentioning: "--metrics")
         try assertFails(["train", "--resume", dir.appendingPathComponent("nothing").path, "--steps", "1"], mentioning: "checkpoint")
     }
+
+    /// The delay task and the filter's settings on the command line: a run reports the recall
+    /// accuracy, resumes to the uninterrupted result, and bad settings are refused.
+    func testDelayTaskWithTheKalmanFilter() throws {
+        let dir = try temporaryDirectory()
+        let checkpoint = dir.appendingPathComponent("ckpt").path
+        let common = ["train", "--task", "delay", "--lag", "3", "--cell", "rnn", "--hidden", "8", "--density", "0.5",
+                      "--method", "nobacktrack", "--optimizer", "natural", "--lr", "0.05", "--fisher-prior-weight", "10",
+                      "--fisher-prior", "0.5", "--fisher-damping", "0", "--fisher-refactor-every", "1", "--seed", "2",
+                      "--report-every", "100"]
+        let full = try runJSON(common + ["--steps", "300"])
+        XCTAssertEqual(full["task"] as? String, "delay")
+        let accuracy = try XCTUnwrap(full["recall_accuracy"] as? Double)
+        XCTAssertTrue(accuracy >= 0 && accuracy <= 1, "\(accuracy)")
+        _ = try runJSON(common + ["--steps", "120", "--checkpoint", checkpoint])
+        let resumed = try runJSON(common + ["--steps", "300", "--resume", checkpoint])
+        XCTAssertEqual(resumed["final_loss"] as? Double, full["final_loss"] as? Double)
+        XCTAssertEqual(resumed["recall_accuracy"] as? Double, accuracy)
+        try assertFails(["train", "--task", "delay", "--lag", "0", "--steps", "1"], mentioning: "--lag")
+        try assertFails(["train", "--optimizer", "natural", "--fisher-decay", "1", "--steps", "1"], mentioning: "decay")
+    }
 }

@@ -208,4 +208,38 @@ final class KalmanFilterTests: XCTestCase {
         }
         XCTAssertEqual(filter.observations, 0, "refused observations are not counted")
     }
+
+    /// The trainer builds its filter from the configuration (the averaging schedule is not the
+    /// default one, and gives other parameters), stores the settings in checkpoints and resumes
+    /// bit for bit.
+    func testTrainerTakesTheFilterSettingsAndResumesExactly() throws {
+        let averaging = NaturalGradientPreconditioner.Options(schedule: .averaging(priorWeight: 10), priorFisher: 1, damping: 0,
+                                                              refactorInterval: 1)
+        func trainer(_ filter: NaturalGradientPreconditioner.Options) throws -> Trainer<Double> {
+            let task = CopyTask(streams: 2, seed: 5)
+            let model = try Model<Double>(random: try ModelConfiguration(cell: .rnn, inputSize: 4, hiddenSize: 8, outputSize: 4),
+                                          density: 0.5, seed: 5)
+            return try Trainer(model: model, task: task, configuration: try TrainingConfiguration(
+                method: .noBackTrack, optimizer: .natural, learningRate: 0.05, seed: 5, filter: filter))
+        }
+        let uninterrupted = try trainer(averaging)
+        for _ in 0..<60 { try uninterrupted.trainStep() }
+        let exponential = try trainer(.init())
+        for _ in 0..<60 { try exponential.trainStep() }
+        XCTAssertNotEqual(uninterrupted.model.parameters.flattened, exponential.model.parameters.flattened)
+
+        let first = try trainer(averaging)
+        for _ in 0..<25 { try first.trainStep() }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rtrl-kalman-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try first.saveCheckpoint(to: url.path)
+        let resumed = try Trainer<Double>(resumingFrom: url.path, task: CopyTask(streams: 2, seed: 5))
+        XCTAssertEqual(resumed.configuration.filter, averaging)
+        for _ in 25..<60 { try resumed.trainStep() }
+        XCTAssertEqual(resumed.model.parameters.flattened, uninterrupted.model.parameters.flattened)
+        XCTAssertTrue(resumed.model.parameters.isFinite)
+
+        XCTAssertThrowsError(try TrainingConfiguration(method: .rtrl, filter: .init(decay: 1)))
+        XCTAssertThrowsError(try TrainingConfiguration(method: .rtrl, filter: .init(schedule: .averaging(priorWeight: -1))))
+    }
 }

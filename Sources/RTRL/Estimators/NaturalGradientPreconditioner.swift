@@ -50,7 +50,7 @@ import Foundation
 ///   preconditioner that the damping absorbs (any SPD matrix gives a descent direction).
 public final class NaturalGradientPreconditioner {
     /// How observations are averaged into the Fisher estimate F̂.
-    public enum Schedule: Sendable, Hashable {
+    public enum Schedule: Sendable, Hashable, Codable {
         /// Fading memory: F ← decay·F + (1 − decay)·(observation), and F̂ = F/(1 − decayᵗ) after t
         /// observations (bias-corrected). The filter of a parameter that drifts; decay in [0, 1).
         case exponential(decay: Double)
@@ -63,7 +63,7 @@ public final class NaturalGradientPreconditioner {
     }
 
     /// The filter's settings (see the type's documentation for the defaults).
-    public struct Options: Sendable, Hashable {
+    public struct Options: Sendable, Hashable, Codable {
         /// How observations are averaged (exponential forgetting by default).
         public var schedule: Schedule
         /// The exponential schedule's forgetting factor (1 for the averaging schedule); setting it
@@ -100,6 +100,28 @@ public final class NaturalGradientPreconditioner {
             self.damping = damping
             self.minimumDamping = minimumDamping
             self.refactorInterval = refactorInterval
+        }
+
+        /// Throws `RTRLError.invalidOption` for settings out of range: a decay outside [0, 1), a
+        /// negative or non-finite prior, negative damping, a minimum damping that is not positive,
+        /// a refactorisation interval below 1.
+        public func validate() throws {
+            switch schedule {
+            case .exponential(let decay):
+                guard decay >= 0, decay < 1 else {
+                    throw RTRLError.invalidOption("the Fisher decay must be in [0, 1), not \(decay)")
+                }
+            case .averaging(let priorWeight):
+                guard priorWeight >= 0, priorWeight.isFinite, priorFisher >= 0, priorFisher.isFinite else {
+                    throw RTRLError.invalidOption("the Fisher prior's weight and scale must be finite and ≥ 0, not \(priorWeight) and \(priorFisher)")
+                }
+            }
+            guard damping >= 0, damping.isFinite, minimumDamping > 0, minimumDamping.isFinite else {
+                throw RTRLError.invalidOption("the damping must be ≥ 0 and the minimum damping > 0 (finite), not \(damping) and \(minimumDamping)")
+            }
+            guard refactorInterval >= 1 else {
+                throw RTRLError.invalidOption("the refactorisation interval must be at least 1, not \(refactorInterval)")
+            }
         }
     }
 
@@ -144,22 +166,7 @@ public final class NaturalGradientPreconditioner {
     ///   matrix factorised, CHOLMOD's factor) exceed `memoryBudget`.
     public init(blockStarts: [Int], options: Options = Options(),
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
-        switch options.schedule {
-        case .exponential(let decay):
-            guard decay >= 0, decay < 1 else {
-                throw RTRLError.invalidOption("the Fisher decay must be in [0, 1), not \(decay)")
-            }
-        case .averaging(let priorWeight):
-            guard priorWeight >= 0, priorWeight.isFinite, options.priorFisher >= 0, options.priorFisher.isFinite else {
-                throw RTRLError.invalidOption("the Fisher prior's weight and scale must be finite and ≥ 0, not \(priorWeight) and \(options.priorFisher)")
-            }
-        }
-        guard options.damping >= 0, options.damping.isFinite, options.minimumDamping > 0, options.minimumDamping.isFinite else {
-            throw RTRLError.invalidOption("the damping must be ≥ 0 and the minimum damping > 0 (finite), not \(options.damping) and \(options.minimumDamping)")
-        }
-        guard options.refactorInterval >= 1 else {
-            throw RTRLError.invalidOption("the refactorisation interval must be at least 1, not \(options.refactorInterval)")
-        }
+        try options.validate()
         guard let first = blockStarts.first, first == 0, blockStarts.count >= 2,
               zip(blockStarts, blockStarts.dropFirst()).allSatisfy({ $0 < $1 }) else {
             throw RTRLError.invalidOption("parameter blocks must start at 0 and strictly increase, not \(blockStarts.prefix(8))…")

@@ -19,11 +19,16 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
     public var seed: UInt64
     /// How sparse influence matrices are stored (same numbers either way, to rounding).
     public var layout: InfluenceLayout
+    /// The natural-gradient filter's settings (used with ``OptimizerKind/natural``). With the
+    /// averaging schedule the core parameters' step is η·(F̂ + λI)⁻¹g/(t₀ + t), the Kalman
+    /// filter's; with the exponential one it is η·(F̂ + λI)⁻¹g.
+    public var filter: NaturalGradientPreconditioner.Options
 
     /// Settings for a run; throws for a method with a number below 1, a learning rate that is not
     /// a positive number, a negative or non-finite clip, `updateEvery` or `threads` below 1.
     public init(method: GradientMethod, optimizer: OptimizerKind = .adam, learningRate: Double = 1e-3, clip: Double = 1,
-                updateEvery: Int = 1, threads: Int = 1, seed: UInt64 = 0, layout: InfluenceLayout = .unitBlocked) throws {
+                updateEvery: Int = 1, threads: Int = 1, seed: UInt64 = 0, layout: InfluenceLayout = .unitBlocked,
+                filter: NaturalGradientPreconditioner.Options = .init()) throws {
         try method.validate()
         guard learningRate.isFinite, learningRate > 0 else {
             throw RTRLError.invalidOption("the learning rate must be a positive number, not \(learningRate)")
@@ -31,6 +36,7 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
         guard updateEvery >= 1 else { throw RTRLError.invalidOption("--update-every must be at least 1, not \(updateEvery)") }
         guard clip.isFinite, clip >= 0 else { throw RTRLError.invalidOption("--clip must be a finite number ≥ 0, not \(clip)") }
         guard threads >= 1 else { throw RTRLError.invalidOption("threads must be at least 1, not \(threads)") }
+        try filter.validate()
         self.method = method
         self.optimizer = optimizer
         self.learningRate = learningRate
@@ -39,10 +45,11 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
         self.threads = threads
         self.seed = seed
         self.layout = layout
+        self.filter = filter
     }
 
     private enum CodingKeys: String, CodingKey {
-        case method, optimizer, learningRate, clip, updateEvery, threads, seed, layout
+        case method, optimizer, learningRate, clip, updateEvery, threads, seed, layout, filter
     }
 
     /// Reads settings as the `Encodable` conformance writes them (a checkpoint's `trainer.json`)
@@ -53,7 +60,8 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
                       optimizer: c.decode(OptimizerKind.self, forKey: .optimizer),
                       learningRate: c.decode(Double.self, forKey: .learningRate), clip: c.decode(Double.self, forKey: .clip),
                       updateEvery: c.decode(Int.self, forKey: .updateEvery), threads: c.decode(Int.self, forKey: .threads),
-                      seed: c.decode(UInt64.self, forKey: .seed), layout: c.decode(InfluenceLayout.self, forKey: .layout))
+                      seed: c.decode(UInt64.self, forKey: .seed), layout: c.decode(InfluenceLayout.self, forKey: .layout),
+                      filter: c.decodeIfPresent(NaturalGradientPreconditioner.Options.self, forKey: .filter) ?? .init())
     }
 }
 
@@ -135,7 +143,7 @@ public final class Trainer<Scalar: SparseScalar> {
         theta = model.parameters.flattened
         gradient = [Scalar](repeating: 0, count: theta.count)
         if configuration.optimizer == .natural {
-            preconditioner = try NaturalGradientPreconditioner(layout: learner.structure.layout)
+            preconditioner = try NaturalGradientPreconditioner(layout: learner.structure.layout, options: configuration.filter)
             core = [Scalar](repeating: 0, count: learner.structure.layout.count)
         }
     }
@@ -183,6 +191,11 @@ public final class Trainer<Scalar: SparseScalar> {
             let layout = learner.structure.layout, offsets = learner.flatOffsets
             for t in 0..<layout.count { core[t] = gradient[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] }
             try core.withUnsafeMutableBufferPointer { c in try preconditioner.direction(for: UnsafeBufferPointer(c), into: c) }
+            if case .averaging(let priorWeight) = preconditioner.options.schedule {
+                // The Kalman filter's gain: 1/(t₀ + t) after t observations.
+                let gain = Scalar(1 / (priorWeight + Double(preconditioner.observations)))
+                for t in 0..<core.count { core[t] *= gain }
+            }
             for t in 0..<layout.count { gradient[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] = core[t] }
         }
         theta.withUnsafeMutableBufferPointer { th in
