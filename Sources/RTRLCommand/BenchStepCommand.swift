@@ -25,6 +25,9 @@ struct BenchStepCommand: ParsableCommand {
     @Option(help: ArgumentHelp("EGRU skipping: the column length in bytes its storage aims for by grouping units (1: one unit per block).",
                                visibility: .hidden))
     var egruColumnBytes: Int?
+    @Flag(help: "Also time the natural-gradient filter on each step's core gradient (observe, refactorise every --fisher-refactor-every steps, solve), as --optimizer natural applies it.")
+    var natural = false
+    @Option(help: "With --natural: refactorise the Fisher estimate every this many steps.") var fisherRefactorEvery: Int = 10
 
     func run() throws {
         try reporting {
@@ -65,6 +68,13 @@ struct BenchStepCommand: ParsableCommand {
         var samples: [RooflineSample] = [], round = DurationHistogram()
         let roundSteps = 5
         var activity = 0.0, open = 0.0, workFraction = 0.0, written = 0.0
+        // The filter, on the core parameters (as the trainer applies it), timed apart from the step.
+        let filter = natural
+            ? try NaturalGradientPreconditioner(layout: learner.structure.layout,
+                                                options: .init(refactorInterval: fisherRefactorEvery))
+            : nil
+        var filterTimes = DurationHistogram(), filterTotal = 0.0
+        var direction = [S](repeating: 0, count: filter?.parameterCount ?? 0)
         for step in 0..<(warmup + steps) {
             if let probe, step >= warmup, (step - warmup) % roundSteps == 0 {
                 if round.count > 0 {
@@ -78,6 +88,14 @@ struct BenchStepCommand: ParsableCommand {
             for b in targets.indices { targets[b] = Int.random(in: 0..<o, using: &rng) }
             let seconds = try Stopwatch.time { try learner.step(inputs: inputs, targets: targets) }
             let referenceSeconds = try reference.map { r in try Stopwatch.time { try r.step(inputs: inputs, targets: targets) } }
+            if let filter {
+                let gradient = learner.structure.layout.gather(learner.gradient())   // untimed: allocates
+                learner.resetGradient()
+                let filterSeconds = try gradient.withUnsafeBufferPointer { g in
+                    try direction.withUnsafeMutableBufferPointer { d in try Stopwatch.time { try filter.direction(for: g, into: d) } }
+                }
+                if step >= warmup { filterTimes.add(filterSeconds); filterTotal += filterSeconds }
+            }
             if step >= warmup {
                 times.add(seconds)
                 round.add(seconds)
@@ -143,6 +161,13 @@ struct BenchStepCommand: ParsableCommand {
                      ("work_fraction", workFraction / Double(steps)), ("written_fraction", written / Double(steps)),
                      ("skipping", !noSkip)]
             if probe == nil { line += [("copy_bandwidth_gbs", try MemoryBandwidth.measure(threads: threads))] }
+        }
+        if let filter {
+            // The filter's cost per step: the mean (its refactorisation amortised over the interval),
+            // and the median (a step without one).
+            line += [("filter_seconds_per_step", filterTotal / Double(steps)), ("filter_median", filterTimes.quantile(0.5)),
+                     ("filter_parameters", filter.parameterCount), ("filter_entries", filter.pattern.nonzeroCount),
+                     ("filter_refactor_every", fisherRefactorEvery)]
         }
         if let reference {
             let referenceMedian = referenceTimes.quantile(0.5)

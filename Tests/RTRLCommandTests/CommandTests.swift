@@ -176,6 +176,16 @@ final class CommandTests: XCTestCase {
         }
         let bare = try runJSON(["bench", "step", "--model", path, "--method", "snap-2", "--steps", "3", "--no-roofline"])
         XCTAssertNil(bare["roofline_fraction"])
+        XCTAssertNil(bare["filter_seconds_per_step"])
+        // --natural: the filter over the core parameters, one block per unit (Σ f_i(f_i + 1)/2 entries).
+        let natural = try runJSON(["bench", "step", "--model", path, "--method", "nobacktrack", "--steps", "12", "--natural",
+                                   "--fisher-refactor-every", "5", "--no-roofline"])
+        let model = try Model<Double>(directory: path)
+        let layout = ModelStructure(model).layout
+        XCTAssertEqual(natural["filter_parameters"] as? Int, layout.count)
+        let entries = (0..<model.hiddenSize).reduce(0) { sum, i in let f = layout.parameterCount(ofUnit: i); return sum + f * (f + 1) / 2 }
+        XCTAssertEqual(natural["filter_entries"] as? Int, entries)
+        XCTAssertGreaterThan(natural["filter_seconds_per_step"] as? Double ?? 0, 0)
         let pattern = try runJSON(["pattern", "--model", path, "--n", "2"])
         XCTAssertEqual(step["influence_nonzeros"] as? Int, pattern["influence_nonzeros"] as? Int)
         XCTAssertEqual(step["flops_per_step"] as? Int, pattern["flops_per_step"] as? Int)
