@@ -262,7 +262,9 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             if let history = s.history, !history.records.isEmpty {
                 core.withUnsafeMutableBufferPointer { history.backpropagate(weightHH: model.parameters.weightHH, into: $0) }
             }
-            for t in result.readoutWeight.values.indices { result.readoutWeight.values[t] += s.readoutWeightGradient[t] }
+            result.readoutWeight.values.withUnsafeMutableBufferPointer { w in
+                for t in w.indices { w[t] += s.readoutWeightGradient[t] }
+            }
             for a in result.readoutBias.indices { result.readoutBias[a] += s.readoutBiasGradient[a] }
         }
         core.withUnsafeBufferPointer { structure.layout.scatterAdd($0, into: &result) }

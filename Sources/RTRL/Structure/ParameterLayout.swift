@@ -123,14 +123,26 @@ public struct ParameterLayout: Sendable {
 
     /// Adds θ-ordered values (a core gradient) into a model-shaped accumulator.
     public func scatterAdd<Scalar>(_ theta: UnsafeBufferPointer<Scalar>, into p: inout Parameters<Scalar>) {
-        for t in 0..<count {
-            let s = Int(storage[t])
-            switch source[t] {
-            case .inputWeight: p.weightIH.values[s] += theta[t]
-            case .recurrentWeight: p.weightHH.values[s] += theta[t]
-            case .inputBias: p.biasIH[s] += theta[t]
-            case .recurrentBias: p.biasHH[s] += theta[t]
-            case .threshold: p.threshold[s] += theta[t]
+        // Each tensor's storage is reached once: an element-wise `values[s] +=` through the
+        // matrices' observed `values` property would copy the array at every write.
+        p.weightIH.values.withUnsafeMutableBufferPointer { ih in
+            p.weightHH.values.withUnsafeMutableBufferPointer { hh in
+                p.biasIH.withUnsafeMutableBufferPointer { bih in
+                    p.biasHH.withUnsafeMutableBufferPointer { bhh in
+                        p.threshold.withUnsafeMutableBufferPointer { th in
+                            for t in 0..<count {
+                                let s = Int(storage[t])
+                                switch source[t] {
+                                case .inputWeight: ih[s] += theta[t]
+                                case .recurrentWeight: hh[s] += theta[t]
+                                case .inputBias: bih[s] += theta[t]
+                                case .recurrentBias: bhh[s] += theta[t]
+                                case .threshold: th[s] += theta[t]
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

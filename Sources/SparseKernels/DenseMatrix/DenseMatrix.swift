@@ -7,8 +7,20 @@ public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Hashable {
     public let columnCount: Int
     /// Column-major values; the count is fixed at rowCount · columnCount.
     public var values: [Scalar] {
-        didSet { precondition(values.count == rowCount * columnCount, "a dense matrix's value count is fixed by its shape") }
+        get { storage }
+        // In place, also from other modules (an observed property would copy the array at every
+        // element written through it); the count is checked after the change.
+        _modify {
+            yield &storage
+            precondition(storage.count == rowCount * columnCount, "a dense matrix's value count is fixed by its shape")
+        }
+        set {
+            precondition(newValue.count == rowCount * columnCount, "a dense matrix's value count is fixed by its shape")
+            storage = newValue
+        }
     }
+    /// The values, stored.
+    var storage: [Scalar]
 
     /// A matrix from column-major values.
     public init(rowCount: Int, columnCount: Int, values: [Scalar]) throws {
@@ -18,14 +30,14 @@ public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Hashable {
         }
         self.rowCount = rowCount
         self.columnCount = columnCount
-        self.values = values
+        self.storage = values
     }
 
     /// The zero matrix.
     public init(zeros rowCount: Int, _ columnCount: Int) {
         self.rowCount = rowCount
         self.columnCount = columnCount
-        self.values = [Scalar](repeating: 0, count: rowCount * columnCount)
+        self.storage = [Scalar](repeating: 0, count: rowCount * columnCount)
     }
 
     /// The value in row `row` and column `column` (both from 0): `values[row + column * rowCount]`.

@@ -7,8 +7,20 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
     public let pattern: SparsityPattern
     /// The value of every stored entry, in the pattern's storage order.
     public var values: [Scalar] {
-        didSet { precondition(values.count == pattern.nonzeroCount, "a sparse matrix's value count is fixed by its pattern") }
+        get { storage }
+        // In place, also from other modules (an observed property would copy the array at every
+        // element written through it); the count is checked after the change.
+        _modify {
+            yield &storage
+            precondition(storage.count == pattern.nonzeroCount, "a sparse matrix's value count is fixed by its pattern")
+        }
+        set {
+            precondition(newValue.count == pattern.nonzeroCount, "a sparse matrix's value count is fixed by its pattern")
+            storage = newValue
+        }
     }
+    /// The values, stored.
+    var storage: [Scalar]
 
     /// What to do when the same (row, column) is given more than once.
     public enum DuplicatePolicy: Sendable {
@@ -32,13 +44,13 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
                 "a pattern with \(pattern.nonzeroCount) entries needs as many values, not \(values.count)")
         }
         self.pattern = pattern
-        self.values = values
+        self.storage = values
     }
 
     /// A matrix on `pattern` with every stored value zero.
     public init(zerosOn pattern: SparsityPattern) {
         self.pattern = pattern
-        self.values = [Scalar](repeating: 0, count: pattern.nonzeroCount)
+        self.storage = [Scalar](repeating: 0, count: pattern.nonzeroCount)
     }
 
     /// A matrix from triplets (row, column, value) in any order.
@@ -68,7 +80,7 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
         // how the caller ordered the triplets beyond the order of repeats.
         for t in builder.order { merged[target[t]] += values[t] }
         self.pattern = pattern
-        self.values = merged
+        self.storage = merged
     }
 
     /// A matrix from a dense column-major array (`dense[i + j * rowCount]`), storing the entries
@@ -91,7 +103,7 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
             pointers[j + 1] = try checkedInt32(rows.count, "the number of entries")
         }
         self.pattern = SparsityPattern(unchecked: rowCount, columnCount, pointers, rows)
-        self.values = values
+        self.storage = values
     }
 
     /// The value at (row, column): the stored value, or 0 if the entry is not stored.
@@ -142,7 +154,7 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
     @usableFromInline
     init(uncheckedPattern pattern: SparsityPattern, values: [Scalar]) {
         self.pattern = pattern
-        self.values = values
+        self.storage = values
     }
 
     /// One line with the precision, shape and number of stored entries (no values), e.g.
