@@ -218,6 +218,8 @@ public final class NaturalGradientPreconditioner {
     }
 
     /// One observation g gᵀ (the empirical Fisher of a gradient), on every block.
+    @_specialize(where S == Double)
+    @_specialize(where S == Float)
     public func observe<S: SparseScalar>(_ g: UnsafeBufferPointer<S>) throws {
         try load(g)
         right.withUnsafeBufferPointer { g in accumulate(g.baseAddress!, count: 1, weights: nil) }
@@ -229,6 +231,8 @@ public final class NaturalGradientPreconditioner {
     /// model's output is a sum of that form: x xᵀ for a linear output with unit Gaussian noise;
     /// for a softmax output, see ``softmaxFisherFactors(probabilities:logitJacobian:into:)``.
     /// Allocates nothing once it has seen `weights.count` vectors.
+    @_specialize(where S == Double)
+    @_specialize(where S == Float)
     public func observe<S: SparseScalar>(factors: UnsafeBufferPointer<S>, weights: UnsafeBufferPointer<Double>) throws {
         let r = weights.count
         guard factors.count == r * parameterCount else {
@@ -261,6 +265,15 @@ public final class NaturalGradientPreconditioner {
             for b in 0..<(blockStarts.count - 1) {
                 let start = blockStarts[b]
                 for j in start..<blockStarts[b + 1] {
+                    if r == 1 && weights == nil {
+                        // One unweighted vector (a gradient): a scaled column, which vectorises.
+                        let vj = weight * v[j]
+                        for i in start...j {
+                            f[position] = decay * f[position] + vj * v[i]
+                            position += 1
+                        }
+                        continue
+                    }
                     for i in start...j {
                         var sum = 0.0
                         for k in 0..<r { sum += (weights?[k] ?? 1) * v[k * p + j] * v[k * p + i] }
@@ -307,6 +320,8 @@ public final class NaturalGradientPreconditioner {
     }
 
     /// out = (F̂ + λI)⁻¹ g with the last factorisation (`g` and `out` may be the same memory).
+    @_specialize(where S == Double)
+    @_specialize(where S == Float)
     public func solve<S: SparseScalar>(_ g: UnsafeBufferPointer<S>, into out: UnsafeMutableBufferPointer<S>) throws {
         guard hasFactor else { throw RTRLError.invalidInput("the natural-gradient preconditioner has no factorisation yet") }
         guard out.count == parameterCount else {
@@ -321,6 +336,8 @@ public final class NaturalGradientPreconditioner {
 
     /// One step of the filter: observe g, refactorise if `refactorInterval` steps have passed
     /// since the last factorisation (or there is none), and write (F̂ + λI)⁻¹ g into `out`.
+    @_specialize(where S == Double)
+    @_specialize(where S == Float)
     public func direction<S: SparseScalar>(for g: UnsafeBufferPointer<S>, into out: UnsafeMutableBufferPointer<S>) throws {
         try observe(g)
         if !hasFactor || stepsSinceFactorization >= options.refactorInterval { try refactorize() }
@@ -365,6 +382,8 @@ public final class NaturalGradientPreconditioner {
     }
 
     /// Copies g into the Double buffer, checking its length and values.
+    @_specialize(where S == Double)
+    @_specialize(where S == Float)
     private func load<S: SparseScalar>(_ g: UnsafeBufferPointer<S>) throws {
         guard g.count == parameterCount else {
             throw RTRLError.invalidInput("the natural-gradient preconditioner takes \(parameterCount) gradient values, not \(g.count)")

@@ -108,20 +108,28 @@ public struct ParameterLayout: Sendable {
     @inlinable public func parameterCount(ofUnit i: Int) -> Int { Int(unitStart[i + 1] - unitStart[i]) }
 
     /// Gathers θ from a model's tensors.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public func gather<Scalar>(_ p: Parameters<Scalar>) -> [Scalar] {
-        (0..<count).map { t in
-            let s = Int(storage[t])
-            switch source[t] {
-            case .inputWeight: return p.weightIH.values[s]
-            case .recurrentWeight: return p.weightHH.values[s]
-            case .inputBias: return p.biasIH[s]
-            case .recurrentBias: return p.biasHH[s]
-            case .threshold: return p.threshold[s]
+        let ih = p.weightIH.values, hh = p.weightHH.values
+        return [Scalar](unsafeUninitializedCapacity: count) { theta, initialised in
+            for t in 0..<count {
+                let s = Int(storage[t])
+                switch source[t] {
+                case .inputWeight: theta[t] = ih[s]
+                case .recurrentWeight: theta[t] = hh[s]
+                case .inputBias: theta[t] = p.biasIH[s]
+                case .recurrentBias: theta[t] = p.biasHH[s]
+                case .threshold: theta[t] = p.threshold[s]
+                }
             }
+            initialised = count
         }
     }
 
     /// Adds θ-ordered values (a core gradient) into a model-shaped accumulator.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public func scatterAdd<Scalar>(_ theta: UnsafeBufferPointer<Scalar>, into p: inout Parameters<Scalar>) {
         // Each tensor's storage is reached once: an element-wise `values[s] +=` through the
         // matrices' observed `values` property would copy the array at every write.
