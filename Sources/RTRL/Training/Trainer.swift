@@ -53,7 +53,7 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
     }
 
     /// Reads settings as the `Encodable` conformance writes them (a checkpoint's `trainer.json`)
-    /// and checks them as ``init(method:optimizer:learningRate:clip:updateEvery:threads:seed:layout:)`` does.
+    /// and checks them as ``init(method:optimizer:learningRate:clip:updateEvery:threads:seed:layout:filter:)`` does.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         try self.init(method: c.decode(GradientMethod.self, forKey: .method),
