@@ -61,6 +61,15 @@ final class MaskedProductPlanTests: XCTestCase {
         XCTAssertEqual(a, b)
         b.values[0] += 1
         XCTAssertNotEqual(a, b)
+        XCTAssertThrowsError(try b.replaceValues(with: [1, 2]), "a wrong count is an error")
+        XCTAssertNotEqual(a, b, "and changes nothing")
+        try b.replaceValues(with: a.values)
+        XCTAssertEqual(a, b)
+        var dense = try DenseMatrix<Double>(rowCount: 2, columnCount: 3, values: [1, 2, 3, 4, 5, 6])
+        XCTAssertThrowsError(try dense.replaceValues(with: [1, 2, 3, 4, 5]))
+        try dense.replaceValues(with: [6, 5, 4, 3, 2, 1])
+        XCTAssertEqual(dense[1, 2], 1)
+        XCTAssertNotEqual(dense, try DenseMatrix<Double>(rowCount: 3, columnCount: 2, values: [6, 5, 4, 3, 2, 1]), "shapes differ")
         let zeros = SparseMatrix<Double>(zerosOn: a.pattern)
         XCTAssertNotEqual(zeros, SparseMatrix<Double>(zerosOn: random.pattern(6, 5, density: 0.5)), "patterns differ")
     }

@@ -22,6 +22,15 @@ public struct DenseMatrix<Scalar: SparseScalar>: Sendable, Hashable {
     /// The values, stored.
     var storage: [Scalar]
 
+    /// Replaces every value; throws, changing nothing, unless `newValues` has exactly as many
+    /// values as ``values`` (assigning ``values`` a wrong count traps instead).
+    public mutating func replaceValues(with newValues: [Scalar]) throws {
+        guard newValues.count == rowCount * columnCount else {
+            throw SparseKernelsError.invalidArgument("a \(rowCount) × \(columnCount) dense matrix takes \(rowCount * columnCount) values, not \(newValues.count)")
+        }
+        storage = newValues
+    }
+
     /// A matrix from column-major values.
     public init(rowCount: Int, columnCount: Int, values: [Scalar]) throws {
         guard rowCount >= 0, columnCount >= 0, let n = multipliedOrNil(rowCount, columnCount), n == values.count else {

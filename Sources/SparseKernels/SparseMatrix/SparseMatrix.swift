@@ -22,6 +22,15 @@ public struct SparseMatrix<Scalar: SparseScalar>: Sendable, Hashable, CustomStri
     /// The values, stored.
     var storage: [Scalar]
 
+    /// Replaces every value; throws, changing nothing, unless `newValues` has exactly as many
+    /// values as ``values`` (assigning ``values`` a wrong count traps instead).
+    public mutating func replaceValues(with newValues: [Scalar]) throws {
+        guard newValues.count == pattern.nonzeroCount else {
+            throw SparseKernelsError.invalidArgument("a sparse matrix with \(pattern.nonzeroCount) stored entries takes \(pattern.nonzeroCount) values, not \(newValues.count)")
+        }
+        storage = newValues
+    }
+
     /// What to do when the same (row, column) is given more than once.
     public enum DuplicatePolicy: Sendable {
         /// Add the values of repeated entries.
