@@ -47,6 +47,8 @@ public struct Optimizer<Scalar: SparseScalar>: Codable, Hashable, Sendable {
     }
 
     /// θ ← θ − step(g). Allocates nothing.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public mutating func apply(gradient g: UnsafeBufferPointer<Scalar>, to theta: UnsafeMutableBufferPointer<Scalar>) {
         updates += 1
         switch kind {
@@ -73,6 +75,8 @@ public struct Optimizer<Scalar: SparseScalar>: Codable, Hashable, Sendable {
 
 /// Scales g so its Euclidean norm is at most `maximum`; returns the norm before clipping.
 @discardableResult
+@_specialize(where Scalar == Double)
+@_specialize(where Scalar == Float)
 public func clipGradientNorm<Scalar: SparseScalar>(_ g: UnsafeMutableBufferPointer<Scalar>, maximum: Double) -> Double {
     var sum = 0.0
     for t in 0..<g.count { sum += Double(g[t]) * Double(g[t]) }

@@ -153,6 +153,8 @@ public final class Trainer<Scalar: SparseScalar> {
 
     /// One step of every stream, and an update when one is due. Returns the summed loss.
     @discardableResult
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public func trainStep() throws -> Double {
         let n = task.inputSize
         taskInputs.withUnsafeMutableBufferPointer { x in
@@ -179,6 +181,8 @@ public final class Trainer<Scalar: SparseScalar> {
         return total
     }
 
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     private func update() throws {
         let streams = Double(task.streamCount)
         try gradient.withUnsafeMutableBufferPointer { g in
