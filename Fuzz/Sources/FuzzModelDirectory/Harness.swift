@@ -12,7 +12,7 @@ let scratch: String = {
     try! base.write(toNewDirectory: path)
     return path
 }()
-let validConfig: [UInt8] = try! FileBytes.read(scratch + "/config.json")
+let validConfig: [UInt8] = [UInt8](FileManager.default.contents(atPath: scratch + "/config.json")!)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
