@@ -80,23 +80,23 @@ public final class DelayTask: TrainingTask {
     /// Writes stream b's next one-hot token and returns the target (the token `lag` steps back
     /// if it was a symbol, blank otherwise; none during the first `lag` steps).
     public func next(stream b: Int, input: UnsafeMutableBufferPointer<Double>) -> TaskStep {
-        var s = state.streams[b]
+        // The stream is changed in place: a copy of it would copy its `recent` tokens every step.
         let token: Int
-        if Double.random(in: 0..<1, using: &s.generator) < recallProbability {
-            token = Int.random(in: 0..<symbolCount, using: &s.generator)
+        if Double.random(in: 0..<1, using: &state.streams[b].generator) < recallProbability {
+            token = Int.random(in: 0..<symbolCount, using: &state.streams[b].generator)
         } else {
-            token = symbolCount + Int.random(in: 0..<distractorCount, using: &s.generator)
+            token = symbolCount + Int.random(in: 0..<distractorCount, using: &state.streams[b].generator)
         }
-        let slot = s.seen % lag
+        let seen = state.streams[b].seen
+        let slot = seen % lag
         var target = -1
-        if s.seen >= lag {
-            let old = s.recent[slot]
+        if seen >= lag {
+            let old = state.streams[b].recent[slot]
             target = old < symbolCount ? old : symbolCount
         }
-        s.recent[slot] = token
-        let starts = s.seen == 0
-        s.seen += 1
-        state.streams[b] = s
+        state.streams[b].recent[slot] = token
+        state.streams[b].seen += 1
+        let starts = seen == 0
         lastTargets[b] = target
         oneHot(token, into: input)
         return TaskStep(target: target, startsSequence: starts)
