@@ -12,6 +12,8 @@ struct GradCommand: ParsableCommand {
     @Option(help: "Write the gradient here as a model directory without config.json.") var out: String?
     @Option(help: "float64 or float32.") var precision: Precision = .float64
     @Option(help: "Seed of stochastic methods.") var seed: UInt64 = 0
+    @Option(help: "Stochastic methods: write the mean of this many estimates (seeds seed, seed + 1, …).")
+    var samples: Int = 1
     @Option(help: "Threads.") var threads: Int = 1
     @Option(help: "Influence storage for sparse methods: blocked (default) or generic.") var layout: String = "blocked"
 
@@ -21,27 +23,47 @@ struct GradCommand: ParsableCommand {
             guard let layout = InfluenceLayout(rawValue: layout) else {
                 throw CommandFailure("--layout must be blocked or generic, not '\(self.layout)'")
             }
+            guard samples >= 1 else { throw CommandFailure("--samples must be at least 1, not \(samples)") }
+            guard samples == 1 || method.isStochastic else {
+                throw CommandFailure("--samples averages estimates of a stochastic method; \(method) is deterministic")
+            }
+            guard seed <= UInt64.max - UInt64(samples - 1) else { throw CommandFailure("--seed + --samples overflows") }
             let model = try Model<Double>(directory: self.model)
             let sequence = try LabelledSequence(file: self.sequence, inputSize: model.inputSize, outputSize: model.outputSize)
             let start = Stopwatch.now()
-            let loss: Double
-            let gradient: Parameters<Double>
-            switch precision {
-            case .float64:
-                let result = try SequenceGradient(model: model, sequence: sequence, method: method, threads: threads,
-                                                  layout: layout, seed: seed)
-                (loss, gradient) = (result.loss, result.gradient)
-            case .float32:
-                let result = try SequenceGradient(model: model.converted(to: Float.self), sequence: sequence, method: method,
-                                                  threads: threads, layout: layout, seed: seed)
-                (loss, gradient) = (result.loss, result.gradient.converted(to: Double.self))
+            var loss = 0.0
+            var gradient = model.parameters.zeros()
+            var sum = [Double](repeating: 0, count: gradient.count)
+            for s in 0..<samples {
+                let estimate: Parameters<Double>
+                switch precision {
+                case .float64:
+                    let result = try SequenceGradient(model: model, sequence: sequence, method: method, threads: threads,
+                                                      layout: layout, seed: seed + UInt64(s))
+                    (loss, estimate) = (result.loss, result.gradient)
+                case .float32:
+                    let result = try SequenceGradient(model: model.converted(to: Float.self), sequence: sequence, method: method,
+                                                      threads: threads, layout: layout, seed: seed + UInt64(s))
+                    (loss, estimate) = (result.loss, result.gradient.converted(to: Double.self))
+                }
+                if samples == 1 {
+                    gradient = estimate
+                } else {
+                    for (t, value) in estimate.flattened.enumerated() { sum[t] += value }
+                }
             }
+            if samples > 1 { try gradient.setFlattened(sum.map { $0 / Double(samples) }) }
             let seconds = Stopwatch.now() - start
             guard loss.isFinite, gradient.isFinite else {
                 throw CommandFailure("the gradient is not finite (the model or sequence overflows in \(precision.rawValue))")
             }
             if let out { try writeGradient(gradient, cell: model.cell, to: out) }
-            printJSONLine(["loss": loss, "steps": sequence.count, "method": method.description, "seconds": seconds])
+            if samples > 1 {
+                printJSONLine(["loss": loss, "steps": sequence.count, "method": method.description, "samples": samples,
+                               "seconds": seconds])
+            } else {
+                printJSONLine(["loss": loss, "steps": sequence.count, "method": method.description, "seconds": seconds])
+            }
         }
     }
 }

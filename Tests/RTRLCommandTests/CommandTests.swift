@@ -216,7 +216,10 @@ final class BadInputTableTests: XCTestCase {
         let fields = lines[first].split(separator: " ")
         lines[first] = "99 \(fields[1]) \(fields[2])"
         try withWeights(lines.joined(separator: "\n") + "\n", mentioning: "outside")
-        try assertFails(["grad", "--model", model, "--sequence", sequence, "--method", "kf-rtrl"], mentioning: "Kronecker")
+        try assertFails(["grad", "--model", model, "--sequence", sequence, "--method", "rtrl", "--samples", "4"],
+                        mentioning: "deterministic")
+        try assertFails(["grad", "--model", model, "--sequence", sequence, "--method", "kf-rtrl", "--samples", "0"],
+                        mentioning: "--samples")
         try assertFails(["grad", "--model", model, "--sequence", sequence, "--method", "rtrl", "--out", sequence + "/g"],
                         mentioning: "cannot create")
         try assertFails(["init", "--cell", "lstm", "--inputs", "4", "--hidden", "2000000", "--outputs", "4",

@@ -56,6 +56,7 @@ final class TrainingTests: XCTestCase {
         let cases: [(String, CellKind, Optimizer<Double>.Kind)] = [
             ("snap-2", .gru, .adam), ("rtrl", .gru, .adam), ("tbptt-4", .gru, .adam), ("uoro", .gru, .adam),
             ("nobacktrack", .lstm, .natural), ("ok-2", .rnn, .sgd), ("kf-rtrl", .rnn, .adam),
+            ("ok-2", .egru, .adam), ("kf-rtrl", .lstm, .sgd),
         ]
         for (method, cell, optimizer) in cases {
             let dir = try temporaryDirectory().appendingPathComponent("checkpoint").path

@@ -1,31 +1,31 @@
 import Foundation
 
-/// The Kronecker-sum estimators (KF-RTRL and OK; <doc:GradientMethodsAndEstimators>) for cells
-/// whose immediate Jacobian factors as I_t = ĥ_tᵀ ⊗ Δ_t: the vanilla RNN, with
-/// ĥ = [x_t; h_{t−1}; 1] (`StepRecord.immediateFeatures`, F = n + k + 1 values) and
-/// Δ_t = diag(1 − h_t²). The weights are read as one dense k × F block (parameter (i, f) is unit
-/// i's weight on feature f; both biases are feature "1"); a masked entry simply has no parameter,
-/// so its column of the estimate is never read.
+/// The Kronecker-sum estimators (KF-RTRL and OK; <doc:GradientMethodsAndEstimators>) for every
+/// cell, on the immediate Jacobian's Kronecker form I_t = ĥ_tᵀ ⊗ Δ_t (`KroneckerImmediate`):
+/// ĥ = [x_t; recurrent feature; 1] (`StepRecord.immediateFeatures`, F = n + k + 1 values) and
+/// Δ_t the S × m matrix of the gate coefficients (m = k for the rnn, 4k for gru, lstm and egru;
+/// S = 2k for the lstm). A parameter is a pair (feature, column); a masked weight simply has no
+/// parameter, so its entry of the estimate is never read.
 ///
-/// The estimate is Ĵ = Σ_{j<r} u_j ⊗ A_j with u_j ∈ R^F and A_j ∈ R^{k×k}:
-/// Ĵ[q, θ] = Σ_j u_j[f(θ)] · A_j[q, unit(θ)]. Each step, the exact update D_t Ĵ + I_t is the
+/// The estimate is Ĵ = Σ_{j<r} u_j ⊗ A_j with u_j ∈ R^F and A_j ∈ R^{S×m}:
+/// Ĵ[q, θ] = Σ_j u_j[f(θ)] · A_j[q, column(θ)]. Each step, the exact update D_t Ĵ + I_t is the
 /// r + 1 Kronecker terms u_j ⊗ (D_t A_j) and ĥ ⊗ Δ_t, which are reduced back to r terms
 /// without bias:
 ///
 /// - KF-RTRL (Mujika, Meier & Steger, arXiv 1805.10842), r = 1, with random signs c1, c2:
 ///   u ← c1 p1 u + c2 p2 ĥ,  A ← c1 (D_t A)/p1 + c2 Δ_t/p2,
 ///   p1 = √((‖D_t A‖ + ε)/(‖u‖ + ε)),  p2 = √((‖Δ_t‖ + ε)/(‖ĥ‖ + ε)).
-///   The cross terms carry c1 c2 and vanish in expectation. O(nnz(D)·k) time, O(k²) memory.
+///   The cross terms carry c1 c2 and vanish in expectation. O(nnz(D)·m) time, O(S·m) memory.
 /// - OK (Benzing et al., arXiv 1902.03993), rank r: both sides of the r + 1 terms are
 ///   orthonormalised (Gram–Schmidt: [u_j, ĥ] = Q_u R_u, [vec(D A_j), vec(Δ)] = Q_v R_v), the
 ///   (r+1) × (r+1) core R_u R_vᵀ is decomposed (Jacobi SVD), and `OptimalReduction` replaces it by
-///   the minimum-variance unbiased rank-r estimate. O(nnz(D)·k·r + k²r²) time, O(r k²) memory.
+///   the minimum-variance unbiased rank-r estimate. O(nnz(D)·m·r + S·m·r²) time, O(r·S·m) memory.
 ///   When the exact influence has Kronecker rank ≤ r (e.g. the first r steps from the zero
 ///   state) no randomness is used and the estimate is exact.
 ///
-/// Gated cells (gru, lstm, egru) have one Kronecker term per gate, and the GRU's reset gate
-/// multiplies the recurrent features inside the candidate, so their I_t is not ĥᵀ ⊗ Δ: the
-/// initialiser refuses them with `RTRLError.invalidOption`.
+/// The EGRU's k thresholds are not of the form (ϑ_j's column reaches every unit j feeds); their
+/// k columns of J are kept exactly, E ← D_t E + I_ϑ (S × k, O(nnz(D)·k) per step), so they add no
+/// variance.
 final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar> {
     enum Reduction: Equatable {
         case kfRTRL
@@ -37,18 +37,19 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     let rank: Int
     /// F = n + k + 1.
     let featureCount: Int
-    let hiddenSize: Int
-    let unitOfParameter: [Int32]
+    let immediate: KroneckerImmediate
+    /// S · m: the length of vec(A_j).
+    let rightLength: Int
 
     /// One stream's buffers (separate objects, so streams update concurrently).
     final class Stream {
-        /// u_j (F × r) and A_j (k² × r, each k × k column-major), column-major.
+        /// u_j (F × r) and A_j (S·m × r, each S × m column-major), column-major.
         var left: [Scalar]
         var right: [Scalar]
         /// D's values on Dᵀ's pattern.
         var dynamics: [Scalar]
         /// The r + 1 terms before the reduction: [u_j, ĥ] (F × (r+1)) and [vec(D A_j), vec(Δ)]
-        /// (k² × (r+1)); orthonormalised in place (OK). KF-RTRL uses `bigRight`'s first column
+        /// (S·m × (r+1)); orthonormalised in place (OK). KF-RTRL uses `bigRight`'s first column
         /// for D A.
         var bigLeft: [Scalar]
         var bigRight: [Scalar]
@@ -57,17 +58,21 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         var x: [Double], y: [Double], sigma: [Double], order: [Int], work: [Double]
         var leftCoefficients: [Double], rightCoefficients: [Double]
         var reducer: OptimalReduction
-        /// Aᵀw per term (accumulate).
+        /// A_jᵀw per term (accumulate), m × r.
         var projected: [Double]
+        /// EGRU: the thresholds' exact columns of J (S × k) and a buffer for D E; empty otherwise.
+        var thresholds: [Scalar]
+        var thresholdProduct: [Scalar]
         var generator: SeededGenerator
 
-        init(rank r: Int, features f: Int, hidden k: Int, dynamics d: Int, optimal: Bool, generator: SeededGenerator) {
+        init(rank r: Int, features f: Int, rightLength v: Int, columns m: Int, thresholdLength e: Int, dynamics d: Int,
+             optimal: Bool, generator: SeededGenerator) {
             let n = r + 1
             left = [Scalar](repeating: 0, count: f * r)
-            right = [Scalar](repeating: 0, count: k * k * r)
+            right = [Scalar](repeating: 0, count: v * r)
             dynamics = [Scalar](repeating: 0, count: d)
             bigLeft = [Scalar](repeating: 0, count: optimal ? f * n : 0)
-            bigRight = [Scalar](repeating: 0, count: optimal ? k * k * n : k * k)
+            bigRight = [Scalar](repeating: 0, count: optimal ? v * n : v)
             let small = optimal ? n * n : 0
             leftR = [Double](repeating: 0, count: small); rightR = leftR; core = leftR; x = leftR; y = leftR
             sigma = [Double](repeating: 0, count: optimal ? n : 0)
@@ -76,12 +81,15 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             leftCoefficients = [Double](repeating: 0, count: optimal ? n * r : 0)
             rightCoefficients = leftCoefficients
             reducer = OptimalReduction(rank: r)
-            projected = [Double](repeating: 0, count: k * r)
+            projected = [Double](repeating: 0, count: m * r)
+            thresholds = [Scalar](repeating: 0, count: e)
+            thresholdProduct = thresholds
             self.generator = generator
         }
 
         var bytes: Int {
-            MemoryLayout<Scalar>.stride * (left.count + right.count + dynamics.count + bigLeft.count + bigRight.count)
+            MemoryLayout<Scalar>.stride * (left.count + right.count + dynamics.count + bigLeft.count + bigRight.count
+                                           + thresholds.count + thresholdProduct.count)
                 + 8 * (leftR.count * 5 + sigma.count * 3 + work.count + leftCoefficients.count * 2 + projected.count)
                 + 8 * (reducer.rank + 1) * (reducer.rank + 3)
         }
@@ -91,11 +99,6 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
 
     init(reduction: Reduction, model: Model<Scalar>, structure: ModelStructure, streams: Int, seed: UInt64,
          memoryBudget: Int) throws {
-        let method = reduction == .kfRTRL ? "kf-rtrl" : "ok"
-        guard model.cell == .rnn else {
-            throw RTRLError.invalidOption(
-                "\(method) needs an immediate Jacobian of Kronecker form ĥᵀ ⊗ Δ (one gate, one state per unit), which a \(model.cell.rawValue) does not have: its \(model.cell.gateCount) gates each add a Kronecker term\(model.cell == .lstm ? " and its cell state c doubles the state" : ", and its reset gate multiplies the recurrent features"); use uoro or nobacktrack (any cell), or an rnn")
-        }
         let rank: Int
         switch reduction {
         case .kfRTRL: rank = 1
@@ -103,20 +106,23 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             guard r >= 1 else { throw RTRLError.invalidOption("the rank of ok-R must be at least 1, not \(r)") }
             rank = r
         }
-        let k = model.hiddenSize, f = model.inputSize + k + 1, n = rank + 1
+        let immediate = KroneckerImmediate(structure: structure)
+        let k = model.hiddenSize, f = model.inputSize + k + 1, n = rank + 1, m = immediate.columnCount
+        let v = immediate.stateCount * m
+        let e = immediate.thresholdParameter.isEmpty ? 0 : immediate.stateCount * k
         let d = structure.graph.jacobianTransposed.nonzeroCount
         let optimal = reduction != .kfRTRL
-        let scalars = f * rank + k * k * rank + d + (optimal ? (f + k * k) * n : k * k)
-        let perStream = MemoryLayout<Scalar>.stride * scalars + 8 * (6 * n * n + 4 * n + 2 * n * rank + k * rank)
+        let scalars = f * rank + v * rank + d + (optimal ? (f + v) * n : v) + 2 * e
+        let perStream = MemoryLayout<Scalar>.stride * scalars + 8 * (6 * n * n + 4 * n + 2 * n * rank + m * rank)
         try EstimatorSupport.checkBudget(optimal ? "OK (rank \(rank))" : "KF-RTRL", streams: streams,
                                          bytesPerStream: perStream, budget: memoryBudget)
         self.reduction = reduction
         self.rank = rank
         self.featureCount = f
-        self.hiddenSize = k
-        self.unitOfParameter = EstimatorSupport.unitOfParameter(structure.layout)
+        self.immediate = immediate
+        self.rightLength = v
         self.streams = (0..<streams).map {
-            Stream(rank: rank, features: f, hidden: k, dynamics: d, optimal: optimal,
+            Stream(rank: rank, features: f, rightLength: v, columns: m, thresholdLength: e, dynamics: d, optimal: optimal,
                    generator: EstimatorSupport.generator(seed: seed, stream: $0))
         }
         super.init(structure: structure, streams: streams)
@@ -126,6 +132,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         let st = streams[b]
         st.left.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
         st.right.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        st.thresholds.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 
     override var bytes: Int { streams.reduce(0) { $0 + $1.bytes } }
@@ -133,22 +140,32 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     override func update(stream b: Int, model: Model<Scalar>, record: StepRecord<Scalar>) throws {
-        let st = streams[b], graph = structure.graph, k = hiddenSize, kk = k * k
+        let st = streams[b], graph = structure.graph, s = immediate.stateCount, v = rightLength
         st.dynamics.withUnsafeMutableBufferPointer { dt in
             StepJacobian.dynamicsTransposed(graph: graph, weightHH: model.parameters.weightHH, record: record, into: dt)
         }
-        // D A_j into bigRight's columns 0..<r, column by column of A_j.
+        // D A_j into bigRight's columns 0..<r, column by column of A_j; D E likewise.
         st.dynamics.withUnsafeBufferPointer { dt in
-            st.right.withUnsafeBufferPointer { a in
-                st.bigRight.withUnsafeMutableBufferPointer { out in
-                    for j in 0..<rank {
-                        for i in 0..<k {
-                            let offset = j * kk + i * k
-                            StepJacobian.dynamicsProduct(graph: graph, dt: dt, UnsafeBufferPointer(rebasing: a[offset..<(offset + k)]),
-                                                         into: UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + k)]))
-                        }
-                    }
+            func multiply(_ a: UnsafeBufferPointer<Scalar>, into out: UnsafeMutableBufferPointer<Scalar>, columns: Int) {
+                for c in 0..<columns {
+                    let offset = c * s
+                    StepJacobian.dynamicsProduct(graph: graph, dt: dt, UnsafeBufferPointer(rebasing: a[offset..<(offset + s)]),
+                                                 into: UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + s)]))
                 }
+            }
+            st.right.withUnsafeBufferPointer { a in
+                st.bigRight.withUnsafeMutableBufferPointer { multiply(a, into: $0, columns: rank * v / s) }
+            }
+            if !st.thresholds.isEmpty {
+                st.thresholds.withUnsafeBufferPointer { e in
+                    st.thresholdProduct.withUnsafeMutableBufferPointer { multiply(e, into: $0, columns: immediate.hiddenSize) }
+                }
+            }
+        }
+        if !st.thresholds.isEmpty {
+            swap(&st.thresholds, &st.thresholdProduct)
+            st.thresholds.withUnsafeMutableBufferPointer {
+                immediate.addThresholdColumns(weightHH: model.parameters.weightHH, record: record, into: $0)
             }
         }
         switch reduction {
@@ -161,13 +178,11 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     private func updateKF(_ st: Stream, record: StepRecord<Scalar>) {
-        let k = hiddenSize, f = featureCount
+        let f = featureCount
         let c1 = st.generator.nextSign(), c2 = st.generator.nextSign()
         let productNorm = st.bigRight.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
         let uNorm = st.left.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
-        let deltaNorm: Double = record.inputCoefficient.withUnsafeBufferPointer {
-            EstimatorSupport.squaredNorm(UnsafeBufferPointer(rebasing: $0[0..<k]))
-        }.squareRoot()
+        let deltaNorm = immediate.coefficientSquaredNorm(record).squareRoot()
         let featureNorm = record.immediateFeatures.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
         let p1 = EstimatorSupport.scaling(productNorm, uNorm), p2 = EstimatorSupport.scaling(deltaNorm, featureNorm)
         let leftOld = Scalar(c1 * p1), leftNew = Scalar(c2 * p2)
@@ -175,9 +190,9 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         let rightOld = Scalar(c1 / p1), rightNew = Scalar(c2 / p2)
         st.right.withUnsafeMutableBufferPointer { a in
             st.bigRight.withUnsafeBufferPointer { da in
-                for t in 0..<(k * k) { a[t] = rightOld * da[t] }
+                for t in 0..<rightLength { a[t] = rightOld * da[t] }
             }
-            for i in 0..<k { a[i + i * k] += rightNew * record.inputCoefficient[i] }
+            immediate.addCoefficients(record, scale: rightNew, into: a)
         }
     }
 
@@ -185,12 +200,15 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     private func updateOptimal(_ st: Stream, record: StepRecord<Scalar>) {
-        let k = hiddenSize, kk = k * k, f = featureCount, r = rank, n = r + 1
+        let kk = rightLength, f = featureCount, r = rank, n = r + 1
         // The new term ĥ ⊗ Δ in the last columns.
         for t in 0..<(f * r) { st.bigLeft[t] = st.left[t] }
         for t in 0..<f { st.bigLeft[f * r + t] = record.immediateFeatures[t] }
-        for t in 0..<kk { st.bigRight[kk * r + t] = 0 }
-        for i in 0..<k { st.bigRight[kk * r + i + i * k] = record.inputCoefficient[i] }
+        st.bigRight.withUnsafeMutableBufferPointer { big in
+            let last = UnsafeMutableBufferPointer(rebasing: big[(kk * r)..<(kk * n)])
+            last.update(repeating: 0)
+            immediate.writeCoefficients(record, into: last)
+        }
         // Orthonormalise both sides; the core is R_u R_vᵀ.
         let tolerance = 64 * Double(Scalar.ulpOfOne)
         st.work.withUnsafeMutableBufferPointer { work in
@@ -255,33 +273,43 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         }
     }
 
-    /// g[θ] += Σ_j u_j[f(θ)] · (A_jᵀ w)[unit(θ)].
+    /// g[θ] += Σ_j u_j[f(θ)] · (A_jᵀ w)[column(θ)]; an EGRU threshold ϑ_j gets wᵀ E[:, j].
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     override func accumulate(stream b: Int, stateWeights w: UnsafeBufferPointer<Scalar>, into g: UnsafeMutableBufferPointer<Scalar>) {
-        let st = streams[b], k = hiddenSize, kk = k * k, f = featureCount, r = rank
+        let st = streams[b], s = immediate.stateCount, m = immediate.columnCount, f = featureCount, r = rank
+        if !st.thresholds.isEmpty {
+            st.thresholds.withUnsafeBufferPointer { e in
+                for j in 0..<immediate.hiddenSize {
+                    var sum = 0.0
+                    for q in 0..<s { sum += Double(w[q]) * Double(e[j * s + q]) }
+                    g[Int(immediate.thresholdParameter[j])] += Scalar(sum)
+                }
+            }
+        }
         var any = false
         st.right.withUnsafeBufferPointer { a in
             for j in 0..<r {
-                for i in 0..<k {
+                for e in 0..<m {
                     var sum = 0.0
-                    let column = j * kk + i * k
-                    for q in 0..<k { sum += Double(w[q]) * Double(a[column + q]) }
-                    st.projected[j * k + i] = sum
+                    let column = j * rightLength + e * s
+                    for q in 0..<s { sum += Double(w[q]) * Double(a[column + q]) }
+                    st.projected[j * m + e] = sum
                     if sum != 0 { any = true }
                 }
             }
         }
         if !any { return }
-        let layout = structure.layout
-        layout.featureIndex.withUnsafeBufferPointer { feature in
-            unitOfParameter.withUnsafeBufferPointer { unit in
+        structure.layout.featureIndex.withUnsafeBufferPointer { feature in
+            immediate.columnOfParameter.withUnsafeBufferPointer { columnOf in
                 st.left.withUnsafeBufferPointer { u in
                     st.projected.withUnsafeBufferPointer { projected in
                         for t in 0..<g.count {
-                            let fi = Int(feature[t]), i = Int(unit[t])
+                            let e = Int(columnOf[t])
+                            if e < 0 { continue }
+                            let fi = Int(feature[t])
                             var sum = 0.0
-                            for j in 0..<r { sum += Double(u[j * f + fi]) * projected[j * k + i] }
+                            for j in 0..<r { sum += Double(u[j * f + fi]) * projected[j * m + e] }
                             g[t] += Scalar(sum)
                         }
                     }
@@ -293,14 +321,17 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     /// Checkpoint state: the Kronecker factors and the generator (the rest is per-step scratch).
     override func saveState(stream b: Int) throws -> [[Scalar]] {
         let st = streams[b]
-        return [st.left, st.right, packGenerator(st.generator)]
+        return [st.left, st.right, packGenerator(st.generator)] + (st.thresholds.isEmpty ? [] : [st.thresholds])
     }
 
     override func restoreState(stream b: Int, _ arrays: [[Scalar]]) throws {
-        guard arrays.count == 3 else { throw RTRLError.invalidInput("the checkpoint's estimator state is malformed") }
         let st = streams[b]
+        guard arrays.count == (st.thresholds.isEmpty ? 3 : 4) else {
+            throw RTRLError.invalidInput("the checkpoint's estimator state is malformed")
+        }
         st.left = try restored(arrays[0], count: st.left.count, "estimator factors")
         st.right = try restored(arrays[1], count: st.right.count, "estimator factors")
         st.generator = try unpackGenerator(arrays[2])
+        if !st.thresholds.isEmpty { st.thresholds = try restored(arrays[3], count: st.thresholds.count, "threshold influence") }
     }
 }
