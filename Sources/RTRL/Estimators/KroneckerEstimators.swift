@@ -7,8 +7,10 @@ import Foundation
 /// S = 2k for the lstm). A parameter is a pair (feature, column); a masked weight simply has no
 /// parameter, so its entry of the estimate is never read.
 ///
-/// The estimate is Ĵ = Σ_{j<r} u_j ⊗ A_j with u_j ∈ R^F and A_j ∈ R^{S×m}:
-/// Ĵ[q, θ] = Σ_j u_j[f(θ)] · A_j[q, column(θ)]. Each step, the exact update D_t Ĵ + I_t is the
+/// The estimate is Ĵ = Σ_{j<r} u_j ⊗ A_j with u_j ∈ R^F and A_j ∈ R^{S×m} (row-major):
+/// Ĵ[q, θ] = Σ_j u_j[f(θ)] · A_j[q, column(θ)]. The products D_t A_j run in a `BlockProductPlan`
+/// (one block of S rows and m columns per term, multiplied in place by the register-blocked
+/// kernels), built once. Each step, the exact update D_t Ĵ + I_t is the
 /// r + 1 Kronecker terms u_j ⊗ (D_t A_j) and ĥ ⊗ Δ_t, which are reduced back to r terms
 /// without bias:
 ///
@@ -40,17 +42,19 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     let immediate: KroneckerImmediate
     /// S · m: the length of vec(A_j).
     let rightLength: Int
+    /// A_j ← D_t A_j for the r terms, in place; and E ← D_t E for the EGRU's thresholds.
+    let productPlan: BlockProductPlan
+    let thresholdPlan: BlockProductPlan?
 
     /// One stream's buffers (separate objects, so streams update concurrently).
     final class Stream {
-        /// u_j (F × r) and A_j (S·m × r, each S × m column-major), column-major.
+        /// u_j (F × r, column-major) and A_j (r blocks of S × m, row-major).
         var left: [Scalar]
         var right: [Scalar]
         /// D's values on Dᵀ's pattern.
         var dynamics: [Scalar]
-        /// The r + 1 terms before the reduction: [u_j, ĥ] (F × (r+1)) and [vec(D A_j), vec(Δ)]
-        /// (S·m × (r+1)); orthonormalised in place (OK). KF-RTRL uses `bigRight`'s first column
-        /// for D A.
+        /// The r + 1 terms before the reduction (OK): [u_j, ĥ] (F × (r+1)) and [vec(D A_j), vec(Δ)]
+        /// (S·m × (r+1)), orthonormalised in place. KF-RTRL needs neither.
         var bigLeft: [Scalar]
         var bigRight: [Scalar]
         /// Small (r+1)-sized work (OK): R factors, core, SVD, reduced coefficients.
@@ -60,19 +64,21 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         var reducer: OptimalReduction
         /// A_jᵀw per term (accumulate), m × r.
         var projected: [Double]
-        /// EGRU: the thresholds' exact columns of J (S × k) and a buffer for D E; empty otherwise.
+        /// EGRU: the thresholds' exact columns of J (S × k, row-major); empty otherwise.
         var thresholds: [Scalar]
-        var thresholdProduct: [Scalar]
         var generator: SeededGenerator
+        let productWorkspace: BlockProductPlan.Workspace
+        let thresholdWorkspace: BlockProductPlan.Workspace?
 
         init(rank r: Int, features f: Int, rightLength v: Int, columns m: Int, thresholdLength e: Int, dynamics d: Int,
-             optimal: Bool, generator: SeededGenerator) {
+             optimal: Bool, generator: SeededGenerator, productWorkspace: BlockProductPlan.Workspace,
+             thresholdWorkspace: BlockProductPlan.Workspace?) {
             let n = r + 1
             left = [Scalar](repeating: 0, count: f * r)
             right = [Scalar](repeating: 0, count: v * r)
             dynamics = [Scalar](repeating: 0, count: d)
             bigLeft = [Scalar](repeating: 0, count: optimal ? f * n : 0)
-            bigRight = [Scalar](repeating: 0, count: optimal ? v * n : v)
+            bigRight = [Scalar](repeating: 0, count: optimal ? v * n : 0)
             let small = optimal ? n * n : 0
             leftR = [Double](repeating: 0, count: small); rightR = leftR; core = leftR; x = leftR; y = leftR
             sigma = [Double](repeating: 0, count: optimal ? n : 0)
@@ -83,15 +89,16 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             reducer = OptimalReduction(rank: r)
             projected = [Double](repeating: 0, count: m * r)
             thresholds = [Scalar](repeating: 0, count: e)
-            thresholdProduct = thresholds
             self.generator = generator
+            self.productWorkspace = productWorkspace
+            self.thresholdWorkspace = thresholdWorkspace
         }
 
         var bytes: Int {
             MemoryLayout<Scalar>.stride * (left.count + right.count + dynamics.count + bigLeft.count + bigRight.count
-                                           + thresholds.count + thresholdProduct.count)
+                                           + thresholds.count)
                 + 8 * (leftR.count * 5 + sigma.count * 3 + work.count + leftCoefficients.count * 2 + projected.count)
-                + 8 * (reducer.rank + 1) * (reducer.rank + 3)
+                + 8 * (reducer.rank + 1) * (reducer.rank + 3) + productWorkspace.bytes + (thresholdWorkspace?.bytes ?? 0)
         }
     }
 
@@ -112,18 +119,34 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         let e = immediate.thresholdParameter.isEmpty ? 0 : immediate.stateCount * k
         let d = structure.graph.jacobianTransposed.nonzeroCount
         let optimal = reduction != .kfRTRL
-        let scalars = f * rank + v * rank + d + (optimal ? (f + v) * n : v) + 2 * e
+        let scalars = f * rank + v * rank + d + (optimal ? (f + v) * n : 0) + e
         let perStream = MemoryLayout<Scalar>.stride * scalars + 8 * (6 * n * n + 4 * n + 2 * n * rank + m * rank)
         try EstimatorSupport.checkBudget(optimal ? "OK (rank \(rank))" : "KF-RTRL", streams: streams,
                                          bytesPerStream: perStream, budget: memoryBudget)
+        // D (from Dᵀ's values, read in place) times every term: one block of all S rows per term.
+        let dt = structure.graph.jacobianTransposed
+        let (dPattern, position) = dt.transposedWithPositions()
+        let everyRow = (0..<immediate.stateCount).map { Int32($0) }
+        let planBudget = max(0, memoryBudget - streams * perStream)
+        let productPlan = try BlockProductPlan(
+            a: dPattern, aValueIndex: position, aValueCount: d,
+            blocks: (0..<rank).map { _ in BlockProductPlan.Block(rows: everyRow, columnCount: m, columnSumStart: 0) },
+            columnSumCount: m, memoryBudget: planBudget, scalar: Scalar.self)
+        let thresholdPlan = e == 0 ? nil : try BlockProductPlan(
+            a: dPattern, aValueIndex: position, aValueCount: d,
+            blocks: [BlockProductPlan.Block(rows: everyRow, columnCount: k, columnSumStart: 0)],
+            columnSumCount: k, memoryBudget: planBudget, scalar: Scalar.self)
         self.reduction = reduction
         self.rank = rank
         self.featureCount = f
         self.immediate = immediate
         self.rightLength = v
-        self.streams = (0..<streams).map {
+        self.productPlan = productPlan
+        self.thresholdPlan = thresholdPlan
+        self.streams = try (0..<streams).map {
             Stream(rank: rank, features: f, rightLength: v, columns: m, thresholdLength: e, dynamics: d, optimal: optimal,
-                   generator: EstimatorSupport.generator(seed: seed, stream: $0))
+                   generator: EstimatorSupport.generator(seed: seed, stream: $0),
+                   productWorkspace: try productPlan.makeWorkspace(), thresholdWorkspace: try thresholdPlan?.makeWorkspace())
         }
         super.init(structure: structure, streams: streams)
     }
@@ -140,32 +163,20 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     override func update(stream b: Int, model: Model<Scalar>, record: StepRecord<Scalar>) throws {
-        let st = streams[b], graph = structure.graph, s = immediate.stateCount, v = rightLength
+        let st = streams[b], graph = structure.graph
         st.dynamics.withUnsafeMutableBufferPointer { dt in
             StepJacobian.dynamicsTransposed(graph: graph, weightHH: model.parameters.weightHH, record: record, into: dt)
         }
-        // D A_j into bigRight's columns 0..<r, column by column of A_j; D E likewise.
-        st.dynamics.withUnsafeBufferPointer { dt in
-            func multiply(_ a: UnsafeBufferPointer<Scalar>, into out: UnsafeMutableBufferPointer<Scalar>, columns: Int) {
-                for c in 0..<columns {
-                    let offset = c * s
-                    StepJacobian.dynamicsProduct(graph: graph, dt: dt, UnsafeBufferPointer(rebasing: a[offset..<(offset + s)]),
-                                                 into: UnsafeMutableBufferPointer(rebasing: out[offset..<(offset + s)]))
+        // A_j ← D A_j for every term, and E ← D E + I_ϑ.
+        try st.dynamics.withUnsafeBufferPointer { dt in
+            try st.right.withUnsafeMutableBufferPointer {
+                try productPlan.execute(a: dt, x: $0, additions: UnsafeBufferPointer(start: nil, count: 0), workspace: st.productWorkspace)
+            }
+            if let thresholdPlan, let workspace = st.thresholdWorkspace {
+                try st.thresholds.withUnsafeMutableBufferPointer {
+                    try thresholdPlan.execute(a: dt, x: $0, additions: UnsafeBufferPointer(start: nil, count: 0), workspace: workspace)
+                    immediate.addThresholdColumns(weightHH: model.parameters.weightHH, record: record, into: $0)
                 }
-            }
-            st.right.withUnsafeBufferPointer { a in
-                st.bigRight.withUnsafeMutableBufferPointer { multiply(a, into: $0, columns: rank * v / s) }
-            }
-            if !st.thresholds.isEmpty {
-                st.thresholds.withUnsafeBufferPointer { e in
-                    st.thresholdProduct.withUnsafeMutableBufferPointer { multiply(e, into: $0, columns: immediate.hiddenSize) }
-                }
-            }
-        }
-        if !st.thresholds.isEmpty {
-            swap(&st.thresholds, &st.thresholdProduct)
-            st.thresholds.withUnsafeMutableBufferPointer {
-                immediate.addThresholdColumns(weightHH: model.parameters.weightHH, record: record, into: $0)
             }
         }
         switch reduction {
@@ -180,7 +191,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     private func updateKF(_ st: Stream, record: StepRecord<Scalar>) {
         let f = featureCount
         let c1 = st.generator.nextSign(), c2 = st.generator.nextSign()
-        let productNorm = st.bigRight.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
+        let productNorm = st.right.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
         let uNorm = st.left.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
         let deltaNorm = immediate.coefficientSquaredNorm(record).squareRoot()
         let featureNorm = record.immediateFeatures.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
@@ -189,9 +200,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         for t in 0..<f { st.left[t] = leftOld * st.left[t] + leftNew * record.immediateFeatures[t] }
         let rightOld = Scalar(c1 / p1), rightNew = Scalar(c2 / p2)
         st.right.withUnsafeMutableBufferPointer { a in
-            st.bigRight.withUnsafeBufferPointer { da in
-                for t in 0..<rightLength { a[t] = rightOld * da[t] }
-            }
+            for t in 0..<rightLength { a[t] *= rightOld }
             immediate.addCoefficients(record, scale: rightNew, into: a)
         }
     }
@@ -205,6 +214,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         for t in 0..<(f * r) { st.bigLeft[t] = st.left[t] }
         for t in 0..<f { st.bigLeft[f * r + t] = record.immediateFeatures[t] }
         st.bigRight.withUnsafeMutableBufferPointer { big in
+            _ = st.right.withUnsafeBufferPointer { UnsafeMutableBufferPointer(rebasing: big[0..<(kk * r)]).update(fromContentsOf: $0) }
             let last = UnsafeMutableBufferPointer(rebasing: big[(kk * r)..<(kk * n)])
             last.update(repeating: 0)
             immediate.writeCoefficients(record, into: last)
@@ -279,26 +289,31 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     override func accumulate(stream b: Int, stateWeights w: UnsafeBufferPointer<Scalar>, into g: UnsafeMutableBufferPointer<Scalar>) {
         let st = streams[b], s = immediate.stateCount, m = immediate.columnCount, f = featureCount, r = rank
         if !st.thresholds.isEmpty {
+            let k = immediate.hiddenSize
             st.thresholds.withUnsafeBufferPointer { e in
-                for j in 0..<immediate.hiddenSize {
+                for j in 0..<k {
                     var sum = 0.0
-                    for q in 0..<s { sum += Double(w[q]) * Double(e[j * s + q]) }
+                    for q in 0..<s { sum += Double(w[q]) * Double(e[q * k + j]) }
                     g[Int(immediate.thresholdParameter[j])] += Scalar(sum)
                 }
             }
         }
-        var any = false
-        st.right.withUnsafeBufferPointer { a in
-            for j in 0..<r {
-                for e in 0..<m {
-                    var sum = 0.0
-                    let column = j * rightLength + e * s
-                    for q in 0..<s { sum += Double(w[q]) * Double(a[column + q]) }
-                    st.projected[j * m + e] = sum
-                    if sum != 0 { any = true }
+        // A_jᵀ w, row by row of A_j.
+        st.projected.withUnsafeMutableBufferPointer { projected in
+            projected.update(repeating: 0)
+            st.right.withUnsafeBufferPointer { a in
+                for j in 0..<r {
+                    let out = projected.baseAddress! + j * m
+                    for q in 0..<s {
+                        let weight = Double(w[q])
+                        if weight == 0 { continue }
+                        let row = a.baseAddress! + j * rightLength + q * m
+                        for e in 0..<m { out[e] += weight * Double(row[e]) }
+                    }
                 }
             }
         }
+        let any = st.projected.contains { $0 != 0 }
         if !any { return }
         structure.layout.featureIndex.withUnsafeBufferPointer { feature in
             immediate.columnOfParameter.withUnsafeBufferPointer { columnOf in

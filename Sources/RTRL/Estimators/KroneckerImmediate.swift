@@ -71,33 +71,33 @@ struct KroneckerImmediate: Sendable {
         }
     }
 
-    /// Writes Δ_t (S × m, column-major) into `out`, which holds zeros except, possibly, at Δ's
-    /// positions.
+    /// Writes Δ_t (S × m, row-major: entry (q, e) at q·m + e) into `out`, which holds zeros except,
+    /// possibly, at Δ's positions.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     func writeCoefficients<Scalar: SparseScalar>(_ record: StepRecord<Scalar>, into out: UnsafeMutableBufferPointer<Scalar>) {
-        let s = stateCount, k = hiddenSize, stride = self.stride
+        let m = columnCount, k = hiddenSize, stride = self.stride
         columnUnit.withUnsafeBufferPointer { unit in
             columnCoefficient.withUnsafeBufferPointer { ci in
                 record.immediateCoefficients.withUnsafeBufferPointer { coef in
                     for e in 0..<columnCount {
-                        for c in 0..<components { out[e * s + c * k + Int(unit[e])] = coef[c * stride + Int(ci[e])] }
+                        for c in 0..<components { out[(c * k + Int(unit[e])) * m + e] = coef[c * stride + Int(ci[e])] }
                     }
                 }
             }
         }
     }
 
-    /// out += scale · Δ_t (S × m, column-major).
+    /// out += scale · Δ_t (S × m, row-major).
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     func addCoefficients<Scalar: SparseScalar>(_ record: StepRecord<Scalar>, scale: Scalar, into out: UnsafeMutableBufferPointer<Scalar>) {
-        let s = stateCount, k = hiddenSize, stride = self.stride
+        let m = columnCount, k = hiddenSize, stride = self.stride
         columnUnit.withUnsafeBufferPointer { unit in
             columnCoefficient.withUnsafeBufferPointer { ci in
                 record.immediateCoefficients.withUnsafeBufferPointer { coef in
                     for e in 0..<columnCount {
-                        for c in 0..<components { out[e * s + c * k + Int(unit[e])] += scale * coef[c * stride + Int(ci[e])] }
+                        for c in 0..<components { out[(c * k + Int(unit[e])) * m + e] += scale * coef[c * stride + Int(ci[e])] }
                     }
                 }
             }
@@ -118,26 +118,25 @@ struct KroneckerImmediate: Sendable {
         return sum
     }
 
-    /// EGRU: adds the thresholds' immediate Jacobian, column j for ϑ_j (S × k, column-major), into
+    /// EGRU: adds the thresholds' immediate Jacobian, column j for ϑ_j (S × k, row-major), into
     /// `out`: ∂v'_j/∂ϑ_j through h at unit j, and for every stored W_hh[row, j] the recurrent
     /// coefficient of row times W_hh[row, j] · ∂y_{t−1,j}/∂ϑ_j at unit row mod k.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     func addThresholdColumns<Scalar: SparseScalar>(weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
                                                    into out: UnsafeMutableBufferPointer<Scalar>) {
-        let w = weightHH.pattern, k = hiddenSize, s = stateCount
+        let w = weightHH.pattern, k = hiddenSize
         w.columnPointers.withUnsafeBufferPointer { wp in
             w.rowIndices.withUnsafeBufferPointer { wi in
                 weightHH.values.withUnsafeBufferPointer { wx in
                     r.recurrentCoefficient.withUnsafeBufferPointer { coefficient in
                         for j in 0..<k {
-                            let column = out.baseAddress! + j * s
-                            column[j] += r.thresholdSelf[j]
+                            out[j * k + j] += r.thresholdSelf[j]
                             let dy = r.thresholdPreviousOutput[j]
                             if dy == 0 { continue }
                             for p in Int(wp[j])..<Int(wp[j + 1]) {
                                 let row = Int(wi[p])
-                                column[row % k] += coefficient[row] * wx[p] * dy
+                                out[(row % k) * k + j] += coefficient[row] * wx[p] * dy
                             }
                         }
                     }
