@@ -1,7 +1,6 @@
-/// Builds the estimator of a stochastic method (<doc:GradientMethodsAndEstimators>): UORO and
-/// NoBackTrack for every cell; KF-RTRL and OK rank r for the rnn (a gated cell is refused with a
-/// clear error). Stream b draws its random numbers from its own generator, seeded from `seed`
-/// and b.
+/// Builds the estimator of a stochastic method (<doc:GradientMethodsAndEstimators>): UORO,
+/// NoBackTrack, KF-RTRL and OK rank r, for every cell. Stream b draws its random numbers from its
+/// own generator, seeded from `seed` and b.
 func makeEstimator<Scalar: SparseScalar>(method: GradientMethod, model: Model<Scalar>, structure: ModelStructure,
                                          streams: Int, seed: UInt64, memoryBudget: Int) throws -> InfluenceEstimator<Scalar> {
     switch method {
