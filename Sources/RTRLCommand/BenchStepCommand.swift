@@ -63,7 +63,7 @@ struct BenchStepCommand: ParsableCommand {
         var times = DurationHistogram(), referenceTimes = DurationHistogram()
         // The roof, measured between rounds of steps (a GEMM and a copy), each round set against
         // the roof next to it; two untimed steps after each measurement refill the caches.
-        let influenceWork = learner.influencePattern.map { _ in true } ?? (method == .rtrlDense)
+        let influenceWork = learner.influencePattern != nil || method == .rtrlDense || learner.estimatorWorkPerStep != nil
         let probe = influenceWork && roofline ? try RooflineProbe(threads: threads, single: S.self == Float.self) : nil
         var samples: [RooflineSample] = [], round = DurationHistogram()
         let roundSteps = 5
@@ -124,6 +124,7 @@ struct BenchStepCommand: ParsableCommand {
             flops = stateSize * stateSize * p
         }
         if nonzeros > 0 { bytes = batch * (2 * nonzeros + dNonzeros) * scalar }
+        if let work = learner.estimatorWorkPerStep { (flops, bytes) = (work.multiplyAdds / batch, work.bytes) }
         let median = times.quantile(0.5)
         var line = [
             ("method", method.description as Any), ("batch", batch), ("threads", threads), ("precision", S.precisionName),

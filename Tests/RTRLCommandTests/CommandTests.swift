@@ -175,6 +175,15 @@ final class CommandTests: XCTestCase {
             XCTAssertGreaterThan(try XCTUnwrap(step["roofline_rounds"] as? Int), 0)
             XCTAssertTrue(["compute", "memory"].contains(step["roofline_bound"] as? String ?? ""))
         }
+        // The Kronecker-sum estimators count their work: at least the product D·A, nnz(D) times the
+        // 4k columns of a gru's coefficient matrix, per term.
+        let structure = ModelStructure(try Model<Double>(directory: path))
+        let product4k = structure.graph.jacobianTransposed.nonzeroCount * 4 * 12
+        for (method, terms) in [("kf-rtrl", 1), ("ok-3", 3)] {
+            let row = try runJSON(["bench", "step", "--model", path, "--method", method, "--steps", "3", "--no-roofline"])
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(row["flops_per_step"] as? Int), terms * product4k, method)
+            XCTAssertGreaterThanOrEqual(try XCTUnwrap(row["bytes_per_step"] as? Int), 2 * terms * 12 * 48 * 8, method)
+        }
         let bare = try runJSON(["bench", "step", "--model", path, "--method", "snap-2", "--steps", "3", "--no-roofline"])
         XCTAssertNil(bare["roofline_fraction"])
         XCTAssertNil(bare["filter_seconds_per_step"])

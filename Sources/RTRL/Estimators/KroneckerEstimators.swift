@@ -160,6 +160,29 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
 
     override var bytes: Int { streams.reduce(0) { $0 + $1.bytes } }
 
+    /// Multiply-adds: the products (nnz(D)·m per term, nnz(D)·k for the thresholds), the reduction
+    /// (KF-RTRL: scaling A, S·m; OK: CGS2 of r + 1 columns of length S·m on each side — two passes of
+    /// j dot products and j updates for column j, plus the norms — and the r new terms from r + 1),
+    /// and the gradient (A_jᵀw and Σ_j u_j·(A_jᵀw) per parameter). Bytes: the terms read and
+    /// written once (OK: also the r + 1 columns before the reduction), D and the thresholds once.
+    override var workPerStep: (multiplyAdds: Int, bytes: Int)? {
+        let v = rightLength, f = featureCount, r = rank, n = r + 1, p = structure.layout.count
+        let products = productPlan.multiplyAdds + (thresholdPlan?.multiplyAdds ?? 0)
+        let gradient = r * v + r * p + (thresholdPlan == nil ? 0 : immediate.stateCount * immediate.hiddenSize)
+        let reductionWork: Int, values: Int
+        switch reduction {
+        case .kfRTRL:
+            reductionWork = v + 2 * f
+            values = 2 * r * v
+        case .optimal:
+            reductionWork = (2 * n * (n - 1) + 2 * n) * (v + f) + n * r * (v + f)
+            values = 2 * r * v + 2 * n * v
+        }
+        let d = structure.graph.jacobianTransposed.nonzeroCount
+        let thresholds = thresholdPlan == nil ? 0 : 2 * immediate.stateCount * immediate.hiddenSize
+        return (products + reductionWork + gradient, MemoryLayout<Scalar>.stride * (values + d + thresholds))
+    }
+
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     override func update(stream b: Int, model: Model<Scalar>, record: StepRecord<Scalar>) throws {

@@ -31,6 +31,11 @@ class InfluenceEstimator<Scalar: SparseScalar> {
     /// Bytes held by the estimate of all streams.
     var bytes: Int { 0 }
 
+    /// One stream's work per step in the estimate's update and gradient (nil where it is not
+    /// counted): multiply-adds, and the bytes of the least traffic (the estimate read and written
+    /// once, D read once).
+    var workPerStep: (multiplyAdds: Int, bytes: Int)? { nil }
+
     /// Stream b's evolving state (estimate and random generator) as arrays, for checkpoints.
     /// Subclasses that support checkpoints override this and `restoreState`.
     func saveState(stream b: Int) throws -> [[Scalar]] {

@@ -348,6 +348,17 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     }
 }
 
+extension OnlineLearner {
+    /// The Kronecker-sum estimators' work per step, all streams (nil for the other methods, whose
+    /// work the influence pattern counts): multiply-adds of the products D·A_j, the reduction to r
+    /// terms and the gradient, and the bytes of the least traffic (every term read and written once,
+    /// D read once). `rtrl bench step` sets it against the roofline.
+    public var estimatorWorkPerStep: (multiplyAdds: Int, bytes: Int)? {
+        guard case .estimator(let estimator) = tracker, let work = estimator.workPerStep else { return nil }
+        return (streamCount * work.multiplyAdds, streamCount * work.bytes)
+    }
+}
+
 /// A learner's state, influence and gradient change with every step: it may move to another task, but two tasks must not use one learner at once, so it is not `Sendable`.
 @available(*, unavailable)
 extension OnlineLearner: Sendable {}
