@@ -83,7 +83,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             leftR = [Double](repeating: 0, count: small); rightR = leftR; core = leftR; x = leftR; y = leftR
             sigma = [Double](repeating: 0, count: optimal ? n : 0)
             order = [Int](repeating: 0, count: optimal ? n : 0)
-            work = [Double](repeating: 0, count: 2 * n)
+            work = [Double](repeating: 0, count: n)
             leftCoefficients = [Double](repeating: 0, count: optimal ? n * r : 0)
             rightCoefficients = leftCoefficients
             reducer = OptimalReduction(rank: r)
@@ -120,7 +120,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         let d = structure.graph.jacobianTransposed.nonzeroCount
         let optimal = reduction != .kfRTRL
         let scalars = f * rank + v * rank + d + (optimal ? (f + v) * n : 0) + e
-        let perStream = MemoryLayout<Scalar>.stride * scalars + 8 * (6 * n * n + 5 * n + 2 * n * rank + m * rank)
+        let perStream = MemoryLayout<Scalar>.stride * scalars + 8 * (6 * n * n + 4 * n + 2 * n * rank + m * rank)
         try EstimatorSupport.checkBudget(optimal ? "OK (rank \(rank))" : "KF-RTRL", streams: streams,
                                          bytesPerStream: perStream, budget: memoryBudget)
         // D (from Dᵀ's values, read in place) times every term: one block of all S rows per term.
@@ -292,23 +292,15 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     private static func combine(_ q: [Scalar], length: Int, count n: Int, coefficients c: [Double], terms: Int, into out: inout [Scalar]) {
         q.withUnsafeBufferPointer { q in
             out.withUnsafeMutableBufferPointer { out in
-                // By chunks of 256 values, so the n source chunks stay in cache for all terms: the
-                // sources are read once instead of once per term (the same sums, in the same order).
-                let chunk = 256
-                var start = 0
-                while start < length {
-                    let end = min(start + chunk, length)
-                    for j in 0..<terms {
-                        let target = out.baseAddress! + j * length
-                        for t in start..<end { target[t] = 0 }
-                        for i in 0..<n {
-                            let coefficient = Scalar(c[i + j * n])
-                            if coefficient == 0 { continue }
-                            let source = q.baseAddress! + i * length
-                            for t in start..<end { target[t] += coefficient * source[t] }
-                        }
+                for j in 0..<terms {
+                    let target = out.baseAddress! + j * length
+                    for t in 0..<length { target[t] = 0 }
+                    for i in 0..<n {
+                        let coefficient = Scalar(c[i + j * n])
+                        if coefficient == 0 { continue }
+                        let source = q.baseAddress! + i * length
+                        for t in 0..<length { target[t] += coefficient * source[t] }
                     }
-                    start = end
                 }
             }
         }

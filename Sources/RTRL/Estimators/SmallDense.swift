@@ -13,7 +13,7 @@ enum SmallDense {
     /// A column whose residual after projection is at most `tolerance` times its original norm
     /// (zero, or dependent on the earlier columns to working precision) becomes exactly zero, with
     /// a zero diagonal entry in R, so a_before = Q R still holds; the columns of Q are then
-    /// orthonormal or zero. `work` holds at least 2 · `count` values.
+    /// orthonormal or zero. `work` holds at least `count` values.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     static func orthonormalize<Scalar: SparseScalar>(_ a: UnsafeMutableBufferPointer<Scalar>, length: Int, count: Int,
@@ -21,46 +21,22 @@ enum SmallDense {
                                                      tolerance: Double) {
         for t in 0..<(count * count) { r[t] = 0 }
         guard let base = a.baseAddress else { return }
-        // Three sweeps over column j by chunks of 256 values, each chunk projected against every
-        // earlier column while it is in cache: h₁ = Qᵀa (and ‖a‖); a −= Q h₁ with h₂ = Qᵀa on the
-        // updated chunk; a −= Q h₂ with ‖a‖. `work` holds h₁ (from 0) and h₂ (from count).
-        let chunk = 256
         for j in 0..<count {
             let column = base + j * length
-            var original = 0.0
-            for i in 0..<j { work[i] = 0 }
-            forEachChunk(length, chunk) { start, n in
-                original += dot(column + start, column + start, n)
-                for i in 0..<j { work[i] += dot(base + i * length + start, column + start, n) }
-            }
-            original = original.squareRoot()
+            let original = dot(column, column, length).squareRoot()
             if original == 0 { continue } // already zero: R's column stays zero
-            var norm = 0.0
-            if j > 0 {
-                for i in 0..<j { r[i + j * count] = work[i] }
-                // Second sweep: subtract Q h₁ from the chunk, then accumulate h₂ on it.
-                let second = work.baseAddress! + count
-                for i in 0..<j { second[i] = 0 }
-                forEachChunk(length, chunk) { start, n in
-                    for i in 0..<j where work[i] != 0 {
-                        let q = base + i * length + start, h = Scalar(work[i])
-                        for t in 0..<n { column[start + t] -= h * q[t] }
-                    }
-                    for i in 0..<j { second[i] += dot(base + i * length + start, column + start, n) }
+            for _ in 0..<2 {
+                for i in 0..<j {
+                    let h = dot(base + i * length, column, length)
+                    work[i] = h
+                    r[i + j * count] += h
                 }
-                for i in 0..<j { r[i + j * count] += second[i] }
-                // Third sweep: subtract Q h₂, and take the norm.
-                forEachChunk(length, chunk) { start, n in
-                    for i in 0..<j where second[i] != 0 {
-                        let q = base + i * length + start, h = Scalar(second[i])
-                        for t in 0..<n { column[start + t] -= h * q[t] }
-                    }
-                    norm += dot(column + start, column + start, n)
+                for i in 0..<j where work[i] != 0 {
+                    let q = base + i * length, h = Scalar(work[i])
+                    for t in 0..<length { column[t] -= h * q[t] }
                 }
-            } else {
-                norm = original * original
             }
-            norm = norm.squareRoot()
+            let norm = dot(column, column, length).squareRoot()
             if norm <= tolerance * original {
                 for t in 0..<length { column[t] = 0 }
                 r[j + j * count] = 0
@@ -69,17 +45,6 @@ enum SmallDense {
                 for t in 0..<length { column[t] *= inverse }
                 r[j + j * count] = norm
             }
-        }
-    }
-
-    /// Calls `body(start, count)` for consecutive chunks of at most `chunk` of `length` values.
-    @inline(__always)
-    private static func forEachChunk(_ length: Int, _ chunk: Int, _ body: (Int, Int) -> Void) {
-        var start = 0
-        while start < length {
-            let n = min(chunk, length - start)
-            body(start, n)
-            start += n
         }
     }
 
