@@ -107,6 +107,30 @@ final class CommandTests: XCTestCase {
         _ = try runJSON(["grad", "--model", path, "--sequence", sequence, "--method", "rtrl", "--out", dir.appendingPathComponent("grad-rtrl").path])
     }
 
+    /// `--samples S` writes the mean of the estimates of seeds seed, seed + 1, …, seed + S − 1,
+    /// each computed here through the library.
+    func testGradSamplesWritesTheMeanOfTheSeeds() throws {
+        let dir = try temporaryDirectory()
+        let path = try makeModel("lstm", in: dir)
+        let sequence = try writeSequence("[[0.5, -1, 2], [0, 0, 1], [1, 1, 1], [-0.2, 0.3, 0.1]]", "[1, -1, 3, 0]", in: dir)
+        let out = dir.appendingPathComponent("grad-ok").path
+        let json = try runJSON(["grad", "--model", path, "--sequence", sequence, "--method", "ok-1", "--seed", "7",
+                                "--samples", "3", "--out", out])
+        XCTAssertEqual(json["samples"] as? Int, 3)
+        let model = try Model<Double>(directory: path)
+        let labelled = try LabelledSequence(file: sequence, inputSize: model.inputSize, outputSize: model.outputSize)
+        let estimates = try (7..<10 as Range<UInt64>).map {
+            try SequenceGradient(model: model, sequence: labelled, method: .ok(1), seed: $0).gradient.weightHH.values
+        }
+        let mean = (0..<estimates[0].count).map { t in estimates.reduce(0) { $0 + $1[t] } / 3 }
+        let written = try MatrixMarket.readSparse(out + "/weight_hh.mtx").values
+        XCTAssertEqual(written.count, mean.count)
+        let scale = mean.map { abs($0) }.max() ?? 0
+        XCTAssertGreaterThan(scale, 0)
+        XCTAssertLessThan(zip(written, mean).map { abs($0 - $1) }.max() ?? 1, 1e-12 * scale)
+        XCTAssertNotEqual(estimates[0], estimates[1], "the seeds give different estimates, so the mean is tested")
+    }
+
     func testGradRejectsBadInput() throws {
         let dir = try temporaryDirectory()
         let path = try makeModel("gru", in: dir)
