@@ -12,6 +12,16 @@ explicit 0.0. Biases and the readout are dense N(0, 1)/sqrt(k). For egru the
 thresholds are uniform in --threshold-range (default 0.05 0.5). The sequence has
 T steps of N(0, 1) inputs and targets uniform in [0, o), each -1 with
 probability --no-target (default 0.2).
+
+--layers L (default 1) stacks L layers (contract §1b): config.json gets
+"num_layers": L and layer l's files are weight_ih_l{l}, weight_hh_l{l},
+bias_ih_l{l}, bias_hh_l{l} (egru also threshold_l{l}); weight_ih_l{l} for l >= 1
+is G·k × k, with its own mask of the same density and the same value
+distribution as weight_ih_l0. With L = 1 the files keep the unsuffixed names
+(and are byte-for-byte what they were before --layers existed) unless
+--suffix-single asks for the _l0 names. Draw order: per layer, the two masks
+then their values; per layer, bias_ih and bias_hh; the readout; per layer
+(egru) the thresholds; the sequence.
 """
 
 import argparse
@@ -79,12 +89,29 @@ def main(argv=None):
                         help="egru: thresholds uniform in [LO, HI]")
     parser.add_argument("--dampening", type=float, default=0.7, help="egru pseudo-derivative dampening")
     parser.add_argument("--support", type=float, default=1.0, help="egru pseudo-derivative support")
+    parser.add_argument("--layers", type=int, default=1, help="number of stacked layers L (default 1)")
+    parser.add_argument("--suffix-single", action="store_true",
+                        help="with L = 1, write the _l0 file names instead of the unsuffixed ones")
     args = parser.parse_args(argv)
 
     n, k, o, gates = args.inputs, args.hidden, args.outputs, GATES[args.cell]
     if min(n, k, o) < 1 or args.steps < 0 or not 0.0 <= args.density <= 1.0:
         print("error: sizes must be positive, steps non-negative and density in [0, 1].", file=sys.stderr)
         return 2
+    if args.layers < 1:
+        print("error: --layers must be at least 1.", file=sys.stderr)
+        return 2
+    if args.suffix_single and args.layers != 1:
+        print("error: --suffix-single applies only to --layers 1 (stacks always use suffixed names).",
+              file=sys.stderr)
+        return 2
+    layers = args.layers
+    suffixed = layers >= 2 or args.suffix_single
+
+    def name(stem, layer):
+        """File stem of a per-layer parameter (contract §1b)."""
+        return f"{stem}_l{layer}" if suffixed else stem
+
     rng = np.random.default_rng(args.seed)
     scale = 1.0 / np.sqrt(k)
 
@@ -93,27 +120,34 @@ def main(argv=None):
     config = {"cell": args.cell, "input_size": n, "hidden_size": k, "output_size": o}
     if args.cell == "egru":
         config.update(dampening=args.dampening, support=args.support)
+    if layers >= 2:
+        config["num_layers"] = layers
     with open(os.path.join(model_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
         f.write("\n")
 
-    masks = {
-        "weight_ih": gate_mask(rng, gates, k, n, args.density, args.independent_gate_masks, False),
-        "weight_hh": gate_mask(rng, gates, k, k, args.density, args.independent_gate_masks, True),
-    }
-    for stem, mask in masks.items():
-        rows, cols, values = sparse_values(rng, mask, scale, args.zero_fraction, args.shuffle_entries)
-        write_coordinate(os.path.join(model_dir, stem + ".mtx"), mask.shape, rows, cols, values)
+    for layer in range(layers):
+        cols_ih = n if layer == 0 else k  # layer l >= 1 reads layer l-1's k outputs
+        masks = {
+            name("weight_ih", layer): gate_mask(rng, gates, k, cols_ih, args.density,
+                                                args.independent_gate_masks, False),
+            name("weight_hh", layer): gate_mask(rng, gates, k, k, args.density,
+                                                args.independent_gate_masks, True),
+        }
+        for stem, mask in masks.items():
+            rows, cols, values = sparse_values(rng, mask, scale, args.zero_fraction, args.shuffle_entries)
+            write_coordinate(os.path.join(model_dir, stem + ".mtx"), mask.shape, rows, cols, values)
 
-    dense = {
-        "bias_ih": rng.normal(0.0, scale, size=(gates * k, 1)),
-        "bias_hh": rng.normal(0.0, scale, size=(gates * k, 1)),
-        "readout_weight": rng.normal(0.0, scale, size=(o, k)),
-        "readout_bias": rng.normal(0.0, scale, size=(o, 1)),
-    }
+    dense = {}
+    for layer in range(layers):
+        dense[name("bias_ih", layer)] = rng.normal(0.0, scale, size=(gates * k, 1))
+        dense[name("bias_hh", layer)] = rng.normal(0.0, scale, size=(gates * k, 1))
+    dense["readout_weight"] = rng.normal(0.0, scale, size=(o, k))
+    dense["readout_bias"] = rng.normal(0.0, scale, size=(o, 1))
     if args.cell == "egru":
         lo, hi = args.threshold_range
-        dense["threshold"] = rng.uniform(lo, hi, size=(k, 1))
+        for layer in range(layers):
+            dense[name("threshold", layer)] = rng.uniform(lo, hi, size=(k, 1))
     for stem, array in dense.items():
         write_array(os.path.join(model_dir, stem + ".mtx"), array)
 
