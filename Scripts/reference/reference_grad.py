@@ -21,12 +21,23 @@ the loss (step 1e-6, every parameter) and reports the result on stderr. For egru
 where L is piecewise smooth in the parameters, the finite differences are compared
 with the gradient taken with H' ≡ 0 (the true derivative of the piecewise-smooth
 loss); the pseudo-derivative gradient itself cannot be checked this way.
+
+Stacked models (contract §1b): config.json may give "num_layers": L (absent
+means 1). Layer l's files are weight_ih_l{l}, weight_hh_l{l}, bias_ih_l{l},
+bias_hh_l{l} (egru also threshold_l{l}); weight_ih_l0 is G·k × n and
+weight_ih_l{l} for l >= 1 is G·k × k. L = 1 uses the unsuffixed names or, all
+of them, the _l0 names; L >= 2 only the suffixed names. Mixed names, a missing
+layer file, a layer file for a layer >= L, or a wrong shape is an error. Within a
+step the layers run bottom-up, layer l >= 1 reading layer l-1's output of the
+same step (h; y for egru) in place of x; the readout reads the top layer. The
+gradient files have the names the model's files were read under.
 """
 
 import argparse
 import json
 import math
 import os
+import re
 import sys
 
 import autograd.numpy as anp
@@ -38,8 +49,7 @@ from autograd.scipy.special import logsumexp
 from mtx_io import FormatError, read_array, read_coordinate, write_array, write_coordinate
 
 GATES = {"rnn": 1, "gru": 3, "egru": 3, "lstm": 4}
-COORDINATE_FILES = ("weight_ih", "weight_hh")
-ARRAY_FILES = ("bias_ih", "bias_hh", "readout_weight", "readout_bias")
+LAYER_FILES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # per layer; egru adds "threshold"
 
 
 class InputError(Exception):
@@ -86,8 +96,10 @@ def sigmoid(a):
 class Model:
     """A model directory: configuration, sparsity patterns and parameter values.
 
-    `params` maps each file stem to its values: a vector in file order for the
-    coordinate files, a 2-D array (the file's shape) for the array files.
+    `params` maps each file stem (the file name without .mtx, e.g. "weight_hh" or
+    "weight_hh_l1") to its values: a vector in file order for the coordinate files,
+    a 2-D array (the file's shape) for the array files. `layer_names[l]` maps the
+    per-layer base names (weight_ih, …, threshold) to layer l's file stems.
     """
 
     def __init__(self, directory):
@@ -97,6 +109,8 @@ class Model:
                 config = json.load(f)
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read {config_path} ({exc})") from exc
+        if not isinstance(config, dict):
+            raise InputError(f"{config_path} does not hold a JSON object")
         self.cell = config.get("cell")
         if self.cell not in GATES:
             raise InputError(f"{config_path} has unknown cell {self.cell!r}")
@@ -108,24 +122,41 @@ class Model:
             raise InputError(f"{config_path} lacks a valid size field ({exc})") from exc
         self.dampening = float(config.get("dampening", 0.7))
         self.support = float(config.get("support", 1.0))
+        layers = config.get("num_layers", 1)
+        if isinstance(layers, bool) or not isinstance(layers, int) or layers < 1:
+            raise InputError(f"{config_path} has num_layers {layers!r}, expected an integer of at least 1")
+        self.layers = layers
+
+        base_names = LAYER_FILES + (("threshold",) if self.cell == "egru" else ())
+        suffixed = self._naming(directory, base_names)
+        self.layer_names = [
+            {base: (f"{base}_l{layer}" if suffixed else base) for base in base_names}
+            for layer in range(self.layers)
+        ]
 
         gk = GATES[self.cell] * self.k
-        self.shapes = {
-            "weight_ih": (gk, self.n),
-            "weight_hh": (gk, self.k),
-            "bias_ih": (gk, 1),
-            "bias_hh": (gk, 1),
-            "readout_weight": (self.o, self.k),
-            "readout_bias": (self.o, 1),
-        }
+        self.shapes = {}  # file stem -> shape, in the order the files are read and written
+        self.coordinate_stems = set()
+        for layer, names in enumerate(self.layer_names):
+            self.shapes[names["weight_ih"]] = (gk, self.n if layer == 0 else self.k)
+            self.shapes[names["weight_hh"]] = (gk, self.k)
+            self.shapes[names["bias_ih"]] = (gk, 1)
+            self.shapes[names["bias_hh"]] = (gk, 1)
+            self.coordinate_stems.update((names["weight_ih"], names["weight_hh"]))
+        self.shapes["readout_weight"] = (self.o, self.k)
+        self.shapes["readout_bias"] = (self.o, 1)
         if self.cell == "egru":
-            self.shapes["threshold"] = (self.k, 1)
+            for names in self.layer_names:
+                self.shapes[names["threshold"]] = (self.k, 1)
 
         self.patterns = {}  # stem -> (rows, cols)
         self.params = {}
         for stem, shape in self.shapes.items():
             path = os.path.join(directory, stem + ".mtx")
-            if stem in COORDINATE_FILES:
+            if not os.path.isfile(path):
+                what = f"num_layers is {self.layers}" if suffixed else "a single-layer model with unsuffixed names"
+                raise InputError(f"{directory} lacks {stem}.mtx ({what})")
+            if stem in self.coordinate_stems:
                 file_shape, rows, cols, values = read_coordinate(path)
                 self.patterns[stem] = (rows, cols)
             else:
@@ -134,6 +165,28 @@ class Model:
             if tuple(file_shape) != shape:
                 raise InputError(f"{path} is {file_shape[0]}×{file_shape[1]}, expected {shape[0]}×{shape[1]}")
             self.params[stem] = values
+
+    def _naming(self, directory, base_names):
+        """Whether the per-layer files carry the _l{l} suffix; rejects mixed or surplus names."""
+        try:
+            files = set(os.listdir(directory))
+        except OSError as exc:
+            raise InputError(f"cannot list {directory} ({exc})") from exc
+        plain = sorted(f for f in files if f[:-4] in base_names and f.endswith(".mtx"))
+        pattern = re.compile(r"(%s)_l(0|[1-9][0-9]*)\.mtx" % "|".join(base_names))
+        suffixed = sorted(f for f in files if pattern.fullmatch(f))
+        if plain and suffixed:
+            raise InputError(f"{directory} mixes unsuffixed layer files ({', '.join(plain)}) "
+                             f"with suffixed ones ({', '.join(suffixed)})")
+        beyond = [f for f in suffixed if int(pattern.fullmatch(f).group(2)) >= self.layers]
+        if beyond:
+            raise InputError(f"{directory} has {', '.join(beyond)} but num_layers is {self.layers}")
+        if self.layers >= 2:
+            if plain:
+                raise InputError(f"{directory} has unsuffixed layer files ({', '.join(plain)}) "
+                                 f"but num_layers is {self.layers}, which needs the _l{{l}} names")
+            return True
+        return bool(suffixed)  # L = 1: the _l0 names if those are what is there
 
     def stems(self):
         return list(self.shapes)
@@ -227,30 +280,35 @@ STEPS = {"rnn": rnn_step, "gru": gru_step, "lstm": lstm_step, "egru": egru_step}
 STATE_SIZE = {"rnn": 1, "gru": 1, "lstm": 2, "egru": 2}
 
 
-def dense_params(params, model):
-    """Recurrent-core parameters as dense matrices and bias vectors (differentiably)."""
+def dense_params(params, model, layer=0):
+    """Layer `layer`'s parameters as dense matrices and bias vectors (differentiably)."""
+    names = model.layer_names[layer]
     p = {
-        "W_ih": scatter(params["weight_ih"], *model.patterns["weight_ih"], model.shapes["weight_ih"]),
-        "W_hh": scatter(params["weight_hh"], *model.patterns["weight_hh"], model.shapes["weight_hh"]),
-        "b_ih": params["bias_ih"][:, 0],
-        "b_hh": params["bias_hh"][:, 0],
+        "W_ih": scatter(params[names["weight_ih"]], *model.patterns[names["weight_ih"]],
+                        model.shapes[names["weight_ih"]]),
+        "W_hh": scatter(params[names["weight_hh"]], *model.patterns[names["weight_hh"]],
+                        model.shapes[names["weight_hh"]]),
+        "b_ih": params[names["bias_ih"]][:, 0],
+        "b_hh": params[names["bias_hh"]][:, 0],
     }
     if model.cell == "egru":
-        p["threshold"] = params["threshold"][:, 0]
+        p["threshold"] = params[names["threshold"]][:, 0]
     return p
 
 
 def loss(params, model, inputs, targets):
     """L as a function of the parameter dict (values as stored in the files)."""
-    p = dense_params(params, model)
+    p = [dense_params(params, model, layer) for layer in range(model.layers)]
     readout_w = params["readout_weight"]
     readout_b = params["readout_bias"][:, 0]
 
     step = STEPS[model.cell]
-    state = tuple(np.zeros(model.k) for _ in range(STATE_SIZE[model.cell]))
+    states = [tuple(np.zeros(model.k) for _ in range(STATE_SIZE[model.cell])) for _ in range(model.layers)]
     total = 0.0
     for x, target in zip(inputs, targets):
-        state, s = step(p, state, x, model)
+        s = x
+        for layer in range(model.layers):  # bottom-up: layer l reads layer l-1's output of this step
+            states[layer], s = step(p[layer], states[layer], s, model)
         if target >= 0:
             logits = readout_w @ s + readout_b
             total = total + (logsumexp(logits) - logits[target])  # −log softmax(logits)[target]
@@ -273,7 +331,7 @@ def write_gradient(directory, model, gradient):
     os.makedirs(directory, exist_ok=True)
     for stem in model.stems():
         path = os.path.join(directory, stem + ".mtx")
-        if stem in COORDINATE_FILES:
+        if stem in model.coordinate_stems:
             rows, cols = model.patterns[stem]
             write_coordinate(path, model.shapes[stem], rows, cols, gradient[stem])
         else:
@@ -305,17 +363,22 @@ def relative_error(a, b):
 
 
 def egru_activity(model, inputs):
-    """Counts of (step, unit) pairs where an egru unit fires (H = 1) and where H' ≠ 0."""
-    p = dense_params(model.params, model)
-    h, y = np.zeros(model.k), np.zeros(model.k)
-    events = active = 0
+    """Per layer, counts of (step, unit) pairs where an egru unit fires (H = 1) and where H' ≠ 0."""
+    p = [dense_params(model.params, model, layer) for layer in range(model.layers)]
+    h = [np.zeros(model.k) for _ in range(model.layers)]
+    y = [np.zeros(model.k) for _ in range(model.layers)]
+    events, active = [0] * model.layers, [0] * model.layers
     for x in inputs:
-        v = egru_candidate(p, h, y, x, model.k)
-        u = v - p["threshold"]
-        event = (u > 0).astype(np.float64)
-        events += int(event.sum())
-        active += int(np.count_nonzero(model.dampening * np.maximum(0.0, 1.0 - model.support * np.abs(u))))
-        h, y = v - event * p["threshold"], event * v
+        below = x
+        for layer, q in enumerate(p):
+            v = egru_candidate(q, h[layer], y[layer], below, model.k)
+            u = v - q["threshold"]
+            event = (u > 0).astype(np.float64)
+            events[layer] += int(event.sum())
+            active[layer] += int(np.count_nonzero(model.dampening
+                                                  * np.maximum(0.0, 1.0 - model.support * np.abs(u))))
+            h[layer], y[layer] = v - event * q["threshold"], event * v
+            below = y[layer]
     return events, active
 
 
@@ -326,7 +389,8 @@ def check_finite_differences(model, inputs, targets, gradient, eps, tol):
         # Away from the switching surfaces L is smooth and the true dH/du is 0, so finite
         # differences estimate the gradient taken with H' ≡ 0. That is the reported gradient
         # only where the pseudo-derivative vanishes at every step and unit.
-        events, active = egru_activity(model, inputs)
+        per_layer, active_per_layer = egru_activity(model, inputs)
+        events, active = sum(per_layer), sum(active_per_layer)
         if active:
             saved = model.dampening
             model.dampening = 0.0
@@ -336,6 +400,8 @@ def check_finite_differences(model, inputs, targets, gradient, eps, tol):
                     "so compared with the H' = 0 gradient, not the reported one")
         else:
             note = f"{events} events, pseudo-derivative zero everywhere, so the reported gradient is compared"
+        if model.layers >= 2:
+            note += f" (events per layer: {', '.join(map(str, per_layer))})"
     fd = finite_difference_gradient(model, inputs, targets, eps)
     per_file = {stem: relative_error(gradient[stem], fd[stem]) for stem in model.stems()}
     worst = max(per_file.values())
@@ -348,6 +414,8 @@ def check_finite_differences(model, inputs, targets, gradient, eps, tol):
     summary = {"max_rel_error": worst, "passed": worst <= tol, "per_file": per_file}
     if note:
         summary["note"] = note
+    if model.cell == "egru" and model.layers >= 2:
+        summary["events_per_layer"] = per_layer
     return summary
 
 
