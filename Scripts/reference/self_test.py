@@ -13,31 +13,53 @@
 6. Files: gradient coordinate files store exactly the model's entries (explicit zeros included) and
    are `general`; compare_grads.py passes on identical directories and fails on a changed value or
    pattern; bad sequences are rejected.
-Each line reports PASS/FAIL; exit status 1 if anything fails.
+7. Stacked layers (contract §1b), lines starting "stack:":
+   a. finite differences of the stacked gradient for L = 2 and 3 on every cell (egru as in 2 and 3:
+      every layer firing, against the H' = 0 gradient; and an L = 2 stack that never fires, against
+      the reported gradient);
+   b. an L = 1 model under the _l0 names (make_case --suffix-single), or with "num_layers": 1 in
+      config.json, gives the same loss and byte-identical gradient files, written under the names read;
+   c. the loss of L = 2 and 3 stacks against a hand-written numpy forward pass (gru, and also rnn,
+      lstm, egru), to 1e-12; for lstm and egru, feeding c or h up the stack instead of the output
+      must change the loss, so the check can see a wrong wiring;
+   d. if PyTorch is importable, the loss of torch.nn.GRU(num_layers=2) with a dense model's weights
+      (skipped with a note otherwise);
+   e. directories that break §1b (mixed names, a missing layer file, surplus layer files, a wrong
+      shape, a bad num_layers) are rejected with one sentence and exit status 2;
+   f. a stack's gradient files have the model's names and stored patterns, and compare_grads.py
+      works by the suffixed names.
+Each line reports PASS/FAIL (SKIP for 7d without PyTorch); exit status 1 if anything fails.
 """
 
 import argparse
+import filecmp
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 
 import numpy as np
 import scipy.io
+import scipy.sparse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from mtx_io import read_array, read_coordinate, write_array, write_coordinate  # noqa: E402
 
 FAILURES = []
+PASSES = [0, 0]  # all passed checks, passed stack checks
 
 
 def report(name, ok, detail=""):
     print(f"{'PASS' if ok else 'FAIL'}  {name}" + (f"  ({detail})" if detail else ""))
     if not ok:
         FAILURES.append(name)
+    else:
+        PASSES[0] += 1
+        PASSES[1] += name.startswith("stack:")
 
 
 def run(script, *args, check=True):
@@ -370,6 +392,354 @@ def test_files(root):
                proc.stderr.strip())
 
 
+# --------------------------------------------------------------------------
+# Stacked layers (contract §1b)
+# --------------------------------------------------------------------------
+
+LAYER_STEMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "threshold")
+
+
+def model_files(directory):
+    return sorted(f for f in os.listdir(directory) if f.endswith(".mtx"))
+
+
+def test_stack_finite_differences(root):
+    """Every cell with L = 2 and 3: the stacked gradient against central finite differences.
+
+    The check is a relative error per file, and finite differences carry ~1e-9 absolute roundoff,
+    so the seeds are ones where every layer's gradient is far above that (in a stack where an upper
+    layer barely responds, the lower layers' gradients can be ~1e-9 and the per-file error is then
+    roundoff, not a wrong gradient). egru follows test_egru_finite_differences: with units firing the
+    finite differences are compared with the H' = 0 gradient, and every layer must fire; with
+    thresholds 5–10 nothing fires, H' vanishes, and the reported gradient itself is compared.
+    """
+    cases = [("rnn", 2, 31), ("rnn", 3, 31), ("gru", 2, 31), ("gru", 3, 31),
+             ("lstm", 2, 31), ("lstm", 3, 32), ("egru", 2, 31), ("egru", 3, 31)]
+    for cell, layers, seed in cases:
+        options = dict(cell=cell, inputs=3, hidden=5, outputs=3, density=0.5, steps=8, seed=seed,
+                       layers=layers, independent_gate_masks=True)
+        if cell == "egru":
+            options["threshold_range"] = (0.0, 0.1)
+        case = make_case(root, f"stack_fd_{cell}_{layers}", **options)
+        proc, result = reference(case, check_fd=True)
+        fd = result["fd_check"] if result else {}
+        ok = proc.returncode == 0 and fd.get("max_rel_error", 1.0) <= 1e-6
+        files = len(fd.get("per_file", {}))
+        ok &= files == layers * (5 if cell == "egru" else 4) + 2
+        detail = f"{files} files, max rel err {fd.get('max_rel_error', float('nan')):.2e}"
+        if cell == "egru":
+            fired = fd.get("events_per_layer", [])
+            ok &= len(fired) == layers and min(fired) > 0 and "H' = 0 gradient" in fd.get("note", "")
+            detail += f", events per layer {fired}, compared with the H' = 0 gradient"
+        report(f"stack: finite differences, {cell} L = {layers}", ok,
+               detail if result else proc.stderr.strip())
+
+    case = make_case(root, "stack_fd_egru_silent", cell="egru", inputs=3, hidden=5, outputs=3, density=0.5,
+                     steps=8, seed=33, layers=2, threshold_range=(5.0, 10.0))
+    grad_dir = os.path.join(case, "grad")
+    proc, result = reference(case, out=grad_dir, check_fd=True)
+    fd = result["fd_check"] if result else {}
+    core_zero = all(np.all(read_coordinate(os.path.join(grad_dir, f"{s}_l{l}.mtx"))[3] == 0)
+                    for s in ("weight_ih", "weight_hh") for l in range(2)) and \
+        all(np.all(read_array(os.path.join(grad_dir, f"{s}_l{l}.mtx")) == 0)
+            for s in ("bias_ih", "bias_hh", "threshold") for l in range(2))
+    report("stack: egru L = 2, thresholds 5–10 (no events, H' = 0): finite differences vs reported gradient",
+           proc.returncode == 0 and fd.get("max_rel_error", 1.0) <= 1e-6
+           and fd.get("events_per_layer") == [0, 0] and "zero everywhere" in fd.get("note", "") and core_zero,
+           f"max rel err {fd.get('max_rel_error', float('nan')):.2e}; every layer's gradient exactly zero: "
+           f"{core_zero}")
+
+
+def test_stack_suffix_single(root):
+    """L = 1 under the _l0 names (make_case --suffix-single, or "num_layers": 1 in config.json)."""
+    for cell in ("rnn", "gru", "lstm", "egru"):
+        options = dict(cell=cell, inputs=3, hidden=4, outputs=3, density=0.5, steps=10, seed=51,
+                       shuffle_entries=True)
+        plain = make_case(root, f"single_{cell}", **options)
+        suffixed = make_case(root, f"single_{cell}_l0", suffix_single=True, **options)
+        explicit = os.path.join(root, f"single_{cell}_explicit")
+        shutil.copytree(plain, explicit)
+        config_path = os.path.join(explicit, "model", "config.json")
+        with open(config_path) as f:
+            config = json.load(f)
+        with open(config_path, "w") as f:
+            json.dump({**config, "num_layers": 1}, f)
+
+        def rename(name):  # unsuffixed file name -> _l0 name
+            stem = name[:-4]
+            return f"{stem}_l0.mtx" if stem in LAYER_STEMS else name
+
+        problems = []
+        plain_files = model_files(os.path.join(plain, "model"))
+        if model_files(os.path.join(suffixed, "model")) != sorted(map(rename, plain_files)):
+            problems.append("make_case --suffix-single wrote other file names")
+        else:
+            for name in plain_files:
+                if not filecmp.cmp(os.path.join(plain, "model", name),
+                                   os.path.join(suffixed, "model", rename(name)), shallow=False):
+                    problems.append(f"model file {rename(name)} differs from {name}")
+        runs = {}
+        for label, case in (("plain", plain), ("_l0", suffixed), ("num_layers 1", explicit)):
+            grad_dir = os.path.join(case, "grad")
+            proc, result = reference(case, out=grad_dir)
+            if proc.returncode != 0:
+                problems.append(f"{label}: {proc.stderr.strip()}")
+                continue
+            runs[label] = (result["loss"], grad_dir)
+        if len(runs) == 3:
+            loss, plain_grad = runs["plain"]
+            for label, mapping in (("_l0", rename), ("num_layers 1", lambda name: name)):
+                other_loss, other_grad = runs[label]
+                if other_loss != loss:
+                    problems.append(f"{label}: loss {other_loss!r} != {loss!r}")
+                names = model_files(plain_grad)
+                if model_files(other_grad) != sorted(map(mapping, names)):
+                    problems.append(f"{label}: gradient files {model_files(other_grad)}")
+                    continue
+                for name in names:  # byte-identical files hold identical values and patterns
+                    if not filecmp.cmp(os.path.join(plain_grad, name), os.path.join(other_grad, mapping(name)),
+                                       shallow=False):
+                        problems.append(f"{label}: gradient {mapping(name)} differs")
+        report(f"stack: {cell} L = 1 under _l0 names and with \"num_layers\": 1: same loss and gradient bytes",
+               not problems, "; ".join(problems) if problems else
+               f"loss {runs['plain'][0]:.6f}, {len(plain_files)} files, gradient written under the names read")
+
+
+def test_stack_reader_errors(root):
+    """Directories that break §1b are rejected: one sentence on stderr, exit status 2, nothing on stdout."""
+    base = make_case(root, "stack_bad_base", cell="egru", inputs=3, hidden=4, outputs=2, steps=5, seed=61,
+                     layers=2)
+    single = make_case(root, "stack_bad_single", cell="gru", inputs=3, hidden=4, outputs=2, steps=5, seed=62)
+    sequence = os.path.join(base, "sequence.json")
+
+    def set_layers(value):
+        def edit(model):
+            path = os.path.join(model, "config.json")
+            with open(path) as f:
+                config = json.load(f)
+            config["num_layers"] = value
+            with open(path, "w") as f:
+                json.dump(config, f)
+        return edit
+
+    def copy(src, dst):
+        return lambda model: shutil.copyfile(os.path.join(model, src), os.path.join(model, dst))
+
+    def remove(name):
+        return lambda model: os.remove(os.path.join(model, name))
+
+    def rename(src, dst):
+        return lambda model: os.rename(os.path.join(model, src), os.path.join(model, dst))
+
+    cases = [
+        # (label, source case, edit, text the message must contain)
+        ("L = 2 with an unsuffixed file added", base, copy("weight_ih_l0.mtx", "weight_ih.mtx"), "mixes"),
+        ("L = 1 with one file under its _l0 name", single, rename("bias_hh.mtx", "bias_hh_l0.mtx"), "mixes"),
+        ("L = 2 lacking weight_hh_l1", base, remove("weight_hh_l1.mtx"), "weight_hh_l1.mtx"),
+        ("L = 2 lacking threshold_l1 (egru)", base, remove("threshold_l1.mtx"), "threshold_l1.mtx"),
+        ("num_layers 3 with two layers' files", base, set_layers(3), "weight_ih_l2.mtx"),
+        ("num_layers 1 with layer 1's files", base, set_layers(1), "num_layers is 1"),
+        ("L = 2 with unsuffixed names only", single, set_layers(2), "num_layers is 2"),
+        ("weight_ih_l1 of shape G·k × n", base, copy("weight_ih_l0.mtx", "weight_ih_l1.mtx"), "expected 12×4"),
+        ("num_layers 0", base, set_layers(0), "num_layers"),
+        ("num_layers \"2\"", base, set_layers("2"), "num_layers"),
+        ("num_layers 1.5", base, set_layers(1.5), "num_layers"),
+        ("num_layers true", base, set_layers(True), "num_layers"),
+    ]
+    for i, (label, source, edit, needle) in enumerate(cases):
+        model = os.path.join(root, f"stack_bad_{i}")
+        shutil.copytree(os.path.join(source, "model"), model)
+        edit(model)
+        proc, _ = reference(None, model=model, sequence=sequence)
+        report(f"stack: rejects {label}", proc.returncode == 2 and not proc.stdout
+               and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr.strip())
+
+
+def hand_stacked_loss(model_dir, sequence_path, feed="output"):
+    """Loss of a (stacked) model by a plain numpy forward pass written out cell by cell.
+
+    Reads the files with scipy.io.mmread directly. feed="output" passes each layer's output up
+    the stack (h; y for egru), as contract §1b says; feed="other" passes the other state variable
+    (c for lstm, h for egru) instead, a deliberately wrong wiring used as a negative control.
+    """
+    with open(os.path.join(model_dir, "config.json")) as f:
+        config = json.load(f)
+    cell, k = config["cell"], config["hidden_size"]
+    layers = config.get("num_layers", 1)
+    suffixed = layers > 1 or os.path.exists(os.path.join(model_dir, "weight_ih_l0.mtx"))
+
+    def load(stem):
+        m = scipy.io.mmread(os.path.join(model_dir, stem + ".mtx"))
+        return m.toarray() if scipy.sparse.issparse(m) else np.asarray(m)
+
+    params = []
+    for l in range(layers):
+        sfx = f"_l{l}" if suffixed else ""
+        params.append(dict(w_ih=load("weight_ih" + sfx), w_hh=load("weight_hh" + sfx),
+                           b_ih=load("bias_ih" + sfx)[:, 0], b_hh=load("bias_hh" + sfx)[:, 0],
+                           theta=load("threshold" + sfx)[:, 0] if cell == "egru" else None))
+    w_out, b_out = load("readout_weight"), load("readout_bias")[:, 0]
+    with open(sequence_path) as f:
+        seq = json.load(f)
+
+    def sig(a):
+        return 1.0 / (1.0 + np.exp(-a))
+
+    first = [np.zeros(k) for _ in range(layers)]   # h (all cells)
+    second = [np.zeros(k) for _ in range(layers)]  # c (lstm), y (egru)
+    loss = 0.0
+    for x, target in zip(np.array(seq["inputs"], dtype=float), seq["targets"]):
+        inp = x
+        for l, p in enumerate(params):
+            h = first[l]
+            if cell == "rnn":
+                h = np.tanh(p["w_ih"] @ inp + p["b_ih"] + p["w_hh"] @ h + p["b_hh"])
+                out = other = h
+            elif cell == "gru":
+                a, b = p["w_ih"] @ inp + p["b_ih"], p["w_hh"] @ h + p["b_hh"]
+                r = sig(a[:k] + b[:k])
+                z = sig(a[k:2 * k] + b[k:2 * k])
+                n = np.tanh(a[2 * k:] + r * b[2 * k:])
+                h = (1 - z) * n + z * h
+                out = other = h
+            elif cell == "lstm":
+                a = p["w_ih"] @ inp + p["b_ih"] + p["w_hh"] @ h + p["b_hh"]
+                c = sig(a[k:2 * k]) * second[l] + sig(a[:k]) * np.tanh(a[2 * k:3 * k])
+                h = sig(a[3 * k:]) * np.tanh(c)
+                second[l] = c
+                out, other = h, c
+            else:  # egru: the gates read the layer's own emitted y
+                a, b = p["w_ih"] @ inp + p["b_ih"], p["w_hh"] @ second[l] + p["b_hh"]
+                r = sig(a[:k] + b[:k])
+                z = sig(a[k:2 * k] + b[k:2 * k])
+                n = np.tanh(a[2 * k:] + r * b[2 * k:])
+                v = z * h + (1 - z) * n
+                fire = (v - p["theta"] > 0).astype(float)
+                h = v - fire * p["theta"]
+                second[l] = fire * v
+                out, other = second[l], h
+            first[l] = h
+            inp = out if feed == "output" else other
+        if target >= 0:
+            logits = w_out @ out + b_out  # the readout reads the top layer's output
+            top = logits.max()
+            loss += top + np.log(np.exp(logits - top).sum()) - logits[target]
+    return loss
+
+
+def test_stack_hand_forward(root):
+    """A hand-written numpy forward pass of the stack against reference_grad.py's loss (to 1e-12)."""
+    cases = [("gru", 2), ("gru", 3), ("rnn", 2), ("lstm", 2), ("egru", 2), ("egru", 3)]
+    for cell, layers in cases:
+        options = dict(cell=cell, inputs=4, hidden=6, outputs=3, density=0.4, steps=30, seed=70 + layers,
+                       layers=layers, shuffle_entries=True)
+        if cell == "egru":
+            options["threshold_range"] = (0.0, 0.2)
+        case = make_case(root, f"stack_hand_{cell}_{layers}", **options)
+        model, seq = os.path.join(case, "model"), os.path.join(case, "sequence.json")
+        proc, result = reference(case)
+        want = hand_stacked_loss(model, seq)
+        diff = abs(result["loss"] - want) if result else float("inf")
+        ok = proc.returncode == 0 and diff <= 1e-12 * max(1.0, abs(want))
+        detail = f"loss {want:.12f}, |difference| {diff:.1e}"
+        if cell in ("lstm", "egru"):  # the check must notice a wrong wiring
+            wrong = hand_stacked_loss(model, seq, feed="other")
+            ok &= abs(wrong - want) > 1e-6 * max(1.0, abs(want))
+            detail += f"; feeding {'c' if cell == 'lstm' else 'h'} up instead gives {wrong:.6f}"
+        report(f"stack: {cell} L = {layers} loss vs hand-written numpy forward pass", ok, detail)
+
+
+def test_stack_torch(root):
+    """If PyTorch is importable: a 2-layer torch.nn.GRU with the model's weights gives the same loss."""
+    try:
+        import torch
+    except ImportError:
+        print("SKIP  stack: gru L = 2 loss vs torch.nn.GRU(num_layers=2)  (PyTorch is not installed)")
+        return
+    n, k, o = 3, 5, 4
+    case = make_case(root, "stack_torch", cell="gru", inputs=n, hidden=k, outputs=o, density=1.0,
+                     zero_fraction=0.0, steps=12, seed=81, layers=2)
+    model = os.path.join(case, "model")
+    proc, result = reference(case)
+    with open(os.path.join(case, "sequence.json")) as f:
+        seq = json.load(f)
+
+    def load(stem):
+        m = scipy.io.mmread(os.path.join(model, stem + ".mtx"))
+        return np.array(m.toarray() if scipy.sparse.issparse(m) else m, dtype=np.float64)
+
+    gru = torch.nn.GRU(input_size=n, hidden_size=k, num_layers=2, batch_first=False).double()
+    with torch.no_grad():
+        for l in range(2):
+            for stem in ("weight_ih", "weight_hh"):
+                getattr(gru, f"{stem}_l{l}").copy_(torch.from_numpy(load(f"{stem}_l{l}")))
+            for stem in ("bias_ih", "bias_hh"):
+                getattr(gru, f"{stem}_l{l}").copy_(torch.from_numpy(load(f"{stem}_l{l}")[:, 0]))
+        x = torch.tensor(seq["inputs"], dtype=torch.float64).reshape(len(seq["inputs"]), 1, n)
+        out, _ = gru(x)  # (T, 1, k): the top layer's h at every step, from zero initial states
+        logits = out[:, 0, :] @ torch.from_numpy(load("readout_weight")).T + torch.from_numpy(
+            load("readout_bias")[:, 0])
+        targets = torch.tensor(seq["targets"])
+        keep = targets >= 0
+        want = float(torch.nn.functional.cross_entropy(logits[keep], targets[keep], reduction="sum"))
+    diff = abs(result["loss"] - want) if result else float("inf")
+    report("stack: gru L = 2 loss vs torch.nn.GRU(num_layers=2) with the model's weights",
+           proc.returncode == 0 and diff <= 1e-12 * max(1.0, abs(want)),
+           f"torch {torch.__version__}: loss {want:.12f}, |difference| {diff:.1e}")
+
+
+def test_stack_files(root):
+    """Gradient files of a stack: the model's names and patterns; compare_grads.py by suffixed names."""
+    case = make_case(root, "stack_files", cell="lstm", inputs=3, hidden=4, outputs=3, density=0.5, steps=6,
+                     seed=91, layers=3, zero_fraction=0.3, shuffle_entries=True)
+    model, grad_dir = os.path.join(case, "model"), os.path.join(case, "grad")
+    reference(case, out=grad_dir)
+    names = model_files(model)
+    ok = model_files(grad_dir) == names
+    zeros = 0
+    for name in names:
+        header = open(os.path.join(grad_dir, name)).readline().strip()
+        if name.startswith("weight_"):
+            m_shape, m_rows, m_cols, m_vals = read_coordinate(os.path.join(model, name))
+            g_shape, g_rows, g_cols, _ = read_coordinate(os.path.join(grad_dir, name))
+            zeros += int(np.sum(m_vals == 0))
+            ok &= (m_shape == g_shape and np.array_equal(m_rows, g_rows) and np.array_equal(m_cols, g_cols)
+                   and header == "%%MatrixMarket matrix coordinate real general")
+        else:
+            ok &= header == "%%MatrixMarket matrix array real general"
+    report("stack: lstm L = 3 gradient files have the model's names and stored patterns", ok,
+           f"{len(names)} files ({', '.join(n[:-4] for n in names if n.endswith('_l2.mtx'))}, …), "
+           f"{zeros} explicit zeros kept")
+
+    same = run("compare_grads.py", grad_dir, grad_dir, check=False)
+    report("stack: compare_grads passes on identical stacked directories",
+           same.returncode == 0 and sum(".mtx " in l for l in same.stdout.splitlines()) == len(names),
+           same.stdout.strip().splitlines()[-1])
+
+    changed = os.path.join(case, "grad_changed")
+    shutil.copytree(grad_dir, changed)
+    shape, rows, cols, vals = read_coordinate(os.path.join(changed, "weight_ih_l1.mtx"))
+    vals[0] += 1e-6 * np.max(np.abs(vals))
+    write_coordinate(os.path.join(changed, "weight_ih_l1.mtx"), shape, rows, cols, vals)
+    diff = run("compare_grads.py", grad_dir, changed, check=False)
+    errors = {l.split()[0]: float(l.split()[-1]) for l in diff.stdout.splitlines() if ".mtx " in l}
+    nonzero = sorted(name for name, err in errors.items() if err != 0)
+    report("stack: compare_grads fails on a 1e-6 change in weight_ih_l1 and only that file differs",
+           diff.returncode == 1 and len(errors) == len(names) and nonzero == ["weight_ih_l1.mtx"]
+           and 1e-7 < errors["weight_ih_l1.mtx"] < 1e-5,
+           f"files with a nonzero error: {nonzero}, "
+           f"weight_ih_l1 {errors.get('weight_ih_l1.mtx', float('nan')):.1e}")
+
+    plain = make_case(root, "stack_files_plain", cell="gru", inputs=3, hidden=4, outputs=3, steps=5, seed=92)
+    suffixed = make_case(root, "stack_files_l0", cell="gru", inputs=3, hidden=4, outputs=3, steps=5, seed=92,
+                         suffix_single=True)
+    for c in (plain, suffixed):
+        reference(c, out=os.path.join(c, "grad"))
+    diff = run("compare_grads.py", os.path.join(plain, "grad"), os.path.join(suffixed, "grad"), check=False)
+    report("stack: compare_grads fails when the file names differ (weight_ih vs weight_ih_l0)",
+           diff.returncode == 1 and "file sets differ" in diff.stdout, diff.stdout.strip().splitlines()[0])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", help="write the cases here instead of a temporary directory")
@@ -382,7 +752,14 @@ def main():
         test_egru_hand_one_step(root)
         test_egru_bptt(root)
         test_files(root)
-    print(f"{len(FAILURES)} failure(s)" if FAILURES else "all checks passed")
+        test_stack_finite_differences(root)
+        test_stack_suffix_single(root)
+        test_stack_reader_errors(root)
+        test_stack_hand_forward(root)
+        test_stack_torch(root)
+        test_stack_files(root)
+    print(f"{PASSES[0]} checks passed, {PASSES[1]} of them stack checks; "
+          + (f"{len(FAILURES)} failure(s)" if FAILURES else "all checks passed"))
     return 1 if FAILURES else 0
 
 
