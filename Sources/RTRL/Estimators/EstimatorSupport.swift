@@ -26,6 +26,15 @@ enum EstimatorSupport {
         return unit
     }
 
+    /// For every unit j, the index of its EGRU threshold ϑ_j among the parameters (−1 if it has
+    /// none); empty for the other cells.
+    static func thresholdParameters(_ layout: ParameterLayout) -> [Int32] {
+        guard layout.cell == .egru else { return [] }
+        var parameter = [Int32](repeating: -1, count: layout.hiddenSize)
+        for t in 0..<layout.count where layout.source[t] == .threshold { parameter[Int(layout.storage[t])] = Int32(t) }
+        return parameter
+    }
+
     /// Σ x², accumulated in Double.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)

@@ -29,15 +29,8 @@ struct ImmediateJacobian: Sendable {
         unitStart = layout.unitStart
         coefficientIndex = layout.coefficientIndex
         featureIndex = layout.featureIndex
-        if structure.graph.cell == .egru {
-            var parameter = [Int32](repeating: -1, count: k)
-            for t in 0..<layout.count where layout.source[t] == .threshold { parameter[Int(layout.storage[t])] = Int32(t) }
-            thresholdParameter = parameter
-            entryUnit = weightHH.rowIndices.map { $0 % Int32(k) }
-        } else {
-            thresholdParameter = []
-            entryUnit = []
-        }
+        thresholdParameter = EstimatorSupport.thresholdParameters(layout)
+        entryUnit = structure.graph.cell == .egru ? weightHH.rowIndices.map { $0 % Int32(k) } : []
     }
 
     /// g += aᵀ I_t (a over the S state variables, g over θ).

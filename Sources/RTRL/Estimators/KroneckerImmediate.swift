@@ -62,13 +62,7 @@ struct KroneckerImmediate: Sendable {
         columnOfParameter = (0..<layout.count).map { t in
             layout.source[t] == .threshold ? -1 : columnOf[Int(layout.coefficientIndex[t])]
         }
-        if cell == .egru {
-            var parameter = [Int32](repeating: -1, count: k)
-            for t in 0..<layout.count where layout.source[t] == .threshold { parameter[Int(layout.storage[t])] = Int32(t) }
-            thresholdParameter = parameter
-        } else {
-            thresholdParameter = []
-        }
+        thresholdParameter = EstimatorSupport.thresholdParameters(layout)
     }
 
     /// Writes Δ_t (S × m, row-major: entry (q, e) at q·m + e) into `out`, which holds zeros except,
