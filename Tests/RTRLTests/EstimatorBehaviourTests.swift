@@ -146,6 +146,13 @@ final class EstimatorBehaviourTests: XCTestCase {
                 XCTAssertGreaterThan(needed, budget)
             }
         }
+        // A rank too large to allocate (or to count in bytes) is refused, not a crash.
+        for rank in [1 << 40, Int.max - 1, Int.max] {
+            XCTAssertThrowsError(try OnlineLearner(model: model, method: .ok(rank))) { error in
+                guard case RTRLError.tooLarge(_, let needed, let budget) = error else { return XCTFail("ok-\(rank): \(error)") }
+                XCTAssertGreaterThan(needed, budget)
+            }
+        }
         // OK's memory grows with r (r k² + …), KF-RTRL's is one term.
         let kf = try OnlineLearner(model: model, method: .kfRTRL).influenceBytes
         let ok8 = try OnlineLearner(model: model, method: .ok(8)).influenceBytes

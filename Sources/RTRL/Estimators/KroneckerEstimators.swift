@@ -114,11 +114,20 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             rank = r
         }
         let immediate = KroneckerImmediate(structure: structure)
-        let k = model.hiddenSize, f = model.inputSize + k + 1, n = rank + 1, m = immediate.columnCount
+        let k = model.hiddenSize, f = model.inputSize + k + 1, m = immediate.columnCount
+        let (n, overflowN) = rank.addingReportingOverflow(1)
         let v = immediate.stateCount * m
         let e = immediate.thresholdParameter.isEmpty ? 0 : immediate.stateCount * k
         let d = structure.graph.jacobianTransposed.nonzeroCount
         let optimal = reduction != .kfRTRL
+        // The terms alone (r of them, and r + 1 more before OK's reduction), checked without
+        // overflow before anything else is sized from the rank.
+        let (termBytes, overflowA) = (f + v).multipliedReportingOverflow(by: MemoryLayout<Scalar>.stride * (optimal ? 2 : 1))
+        let (allTerms, overflowB) = termBytes.multipliedReportingOverflow(by: n)
+        guard !overflowN, !overflowA, !overflowB, allTerms <= memoryBudget else {
+            throw RTRLError.tooLarge(what: "the \(optimal ? "OK (rank \(rank))" : "KF-RTRL") estimates of \(streams) stream(s)",
+                                     neededBytes: overflowN || overflowA || overflowB ? Int.max : allTerms, budgetBytes: memoryBudget)
+        }
         let scalars = f * rank + v * rank + d + (optimal ? (f + v) * n : 0) + e
         let perStream = MemoryLayout<Scalar>.stride * scalars + 8 * (6 * n * n + 4 * n + 2 * n * rank + m * rank)
         try EstimatorSupport.checkBudget(optimal ? "OK (rank \(rank))" : "KF-RTRL", streams: streams,
