@@ -17,15 +17,6 @@ enum EstimatorSupport {
     @inline(__always)
     static func scaling(_ a: Double, _ b: Double) -> Double { ((a + epsilon) / (b + epsilon)).squareRoot() }
 
-    /// The unit every parameter writes.
-    static func unitOfParameter(_ layout: ParameterLayout) -> [Int32] {
-        var unit = [Int32](repeating: 0, count: layout.count)
-        for i in 0..<layout.hiddenSize {
-            for t in Int(layout.unitStart[i])..<Int(layout.unitStart[i + 1]) { unit[t] = Int32(i) }
-        }
-        return unit
-    }
-
     /// For every unit j, the index of its EGRU threshold ϑ_j among the parameters (−1 if it has
     /// none); empty for the other cells.
     static func thresholdParameters(_ layout: ParameterLayout) -> [Int32] {

@@ -45,6 +45,8 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     /// A_j ← D_t A_j for the r terms, in place; and E ← D_t E for the EGRU's thresholds.
     let productPlan: BlockProductPlan
     let thresholdPlan: BlockProductPlan?
+    /// EGRU: the thresholds' immediate terms, targeted at E (S × k, row-major).
+    let thresholdTerms: ThresholdImmediate?
 
     /// One stream's buffers (separate objects, so streams update concurrently).
     final class Stream {
@@ -152,6 +154,14 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         self.rightLength = v
         self.productPlan = productPlan
         self.thresholdPlan = thresholdPlan
+        // E[q, j] (state q, threshold ϑ_j of unit j = the parameter's storage index) at q·k + j.
+        let layout = structure.layout
+        func thresholdPosition(_ state: Int, _ parameter: Int) -> Int? {
+            parameter < 0 ? nil : state * k + Int(layout.storage[parameter])
+        }
+        self.thresholdTerms = e == 0 ? nil : ThresholdImmediate(layout: layout, weightHH: model.parameters.weightHH.pattern,
+                                                                 hiddenSize: k, column: thresholdPosition,
+                                                                 position: thresholdPosition)
         self.streams = try (0..<streams).map {
             Stream(rank: rank, features: f, rightLength: v, columns: m, thresholdLength: e, dynamics: d, optimal: optimal,
                    generator: EstimatorSupport.generator(seed: seed, stream: $0),
@@ -204,10 +214,10 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             try st.right.withUnsafeMutableBufferPointer {
                 try productPlan.execute(a: dt, x: $0, additions: UnsafeBufferPointer(start: nil, count: 0), workspace: st.productWorkspace)
             }
-            if let thresholdPlan, let workspace = st.thresholdWorkspace {
+            if let thresholdPlan, let thresholdTerms, let workspace = st.thresholdWorkspace {
                 try st.thresholds.withUnsafeMutableBufferPointer {
                     try thresholdPlan.execute(a: dt, x: $0, additions: UnsafeBufferPointer(start: nil, count: 0), workspace: workspace)
-                    immediate.addThresholdColumns(weightHH: model.parameters.weightHH, record: record, into: $0)
+                    thresholdTerms.add(weightHH: model.parameters.weightHH, record: record, into: $0)
                 }
             }
         }
@@ -249,7 +259,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             _ = st.right.withUnsafeBufferPointer { UnsafeMutableBufferPointer(rebasing: big[0..<(kk * r)]).update(fromContentsOf: $0) }
             let last = UnsafeMutableBufferPointer(rebasing: big[(kk * r)..<(kk * n)])
             last.update(repeating: 0)
-            immediate.writeCoefficients(record, into: last)
+            immediate.addCoefficients(record, scale: 1, into: last)
         }
         // Orthonormalise both sides; the core is R_u R_vᵀ.
         let tolerance = 64 * Double(Scalar.ulpOfOne)

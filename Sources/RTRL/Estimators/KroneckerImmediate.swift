@@ -13,10 +13,12 @@
 /// whose recurrent coefficient differs from its input one (G·k + …). Only the GRU's and EGRU's
 /// candidate gate differs (the reset gate multiplies W_hn h + b_hn), so m is k for the rnn, 4k for
 /// the lstm (S = 2k: h and c), and 4k for the gru and egru; every other recurrent coefficient is the
-/// input one and shares its column (`CellStep` sets them equal; a test checks it).
+/// input one and shares its column (`CellStep` sets them equal; OK's exactness tests on the gated
+/// cells fail if a column is merged wrongly).
 ///
 /// The EGRU's thresholds ϑ_j are not of this form (ϑ_j moves y_{t−1,j}, so its column reaches every
-/// unit j feeds): the estimators keep their k columns of J exactly (`thresholdColumns`).
+/// unit j feeds): the estimators keep their k columns of J exactly, adding their immediate terms
+/// with `ThresholdImmediate`.
 struct KroneckerImmediate: Sendable {
     /// S: state variables (C·k).
     let stateCount: Int
@@ -65,23 +67,6 @@ struct KroneckerImmediate: Sendable {
         thresholdParameter = EstimatorSupport.thresholdParameters(layout)
     }
 
-    /// Writes Δ_t (S × m, row-major: entry (q, e) at q·m + e) into `out`, which holds zeros except,
-    /// possibly, at Δ's positions.
-    @_specialize(where Scalar == Double)
-    @_specialize(where Scalar == Float)
-    func writeCoefficients<Scalar: SparseScalar>(_ record: StepRecord<Scalar>, into out: UnsafeMutableBufferPointer<Scalar>) {
-        let m = columnCount, k = hiddenSize, stride = self.stride
-        columnUnit.withUnsafeBufferPointer { unit in
-            columnCoefficient.withUnsafeBufferPointer { ci in
-                record.immediateCoefficients.withUnsafeBufferPointer { coef in
-                    for e in 0..<columnCount {
-                        for c in 0..<components { out[(c * k + Int(unit[e])) * m + e] = coef[c * stride + Int(ci[e])] }
-                    }
-                }
-            }
-        }
-    }
-
     /// out += scale · Δ_t (S × m, row-major).
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
@@ -110,33 +95,6 @@ struct KroneckerImmediate: Sendable {
             }
         }
         return sum
-    }
-
-    /// EGRU: adds the thresholds' immediate Jacobian, column j for ϑ_j (S × k, row-major), into
-    /// `out`: ∂v'_j/∂ϑ_j through h at unit j, and for every stored W_hh[row, j] the recurrent
-    /// coefficient of row times W_hh[row, j] · ∂y_{t−1,j}/∂ϑ_j at unit row mod k.
-    @_specialize(where Scalar == Double)
-    @_specialize(where Scalar == Float)
-    func addThresholdColumns<Scalar: SparseScalar>(weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
-                                                   into out: UnsafeMutableBufferPointer<Scalar>) {
-        let w = weightHH.pattern, k = hiddenSize
-        w.columnPointers.withUnsafeBufferPointer { wp in
-            w.rowIndices.withUnsafeBufferPointer { wi in
-                weightHH.values.withUnsafeBufferPointer { wx in
-                    r.recurrentCoefficient.withUnsafeBufferPointer { coefficient in
-                        for j in 0..<k {
-                            out[j * k + j] += r.thresholdSelf[j]
-                            let dy = r.thresholdPreviousOutput[j]
-                            if dy == 0 { continue }
-                            for p in Int(wp[j])..<Int(wp[j + 1]) {
-                                let row = Int(wi[p])
-                                out[(row % k) * k + j] += coefficient[row] * wx[p] * dy
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
