@@ -17,6 +17,18 @@ extension OnlineLearner {
         }
         flat.update(repeating: 0)
         let offsets = flatOffsets
+        if case .stacked(let stack) = tracker {
+            var layerOffsets = [Array(offsets[0..<5])]
+            var start = model.parameters.count - model.parameters.upperLayers.reduce(0) { $0 + $1.count }
+            for layer in model.parameters.upperLayers {
+                let ih = start, hh = ih + layer.weightIH.nonzeroCount, bih = hh + layer.weightHH.nonzeroCount
+                let bhh = bih + layer.biasIH.count, th = bhh + layer.biasHH.count
+                layerOffsets.append([ih, hh, bih, bhh, th])
+                start = th + layer.threshold.count
+            }
+            stack.addGradient(into: flat, offsets: layerOffsets, readout: (offsets[5], offsets[6]))
+            return
+        }
         let layout = structure.layout
         for (index, s) in streams.enumerated() {
             core.withUnsafeMutableBufferPointer { core in
@@ -47,6 +59,8 @@ extension OnlineLearner {
         for t in 0..<flat.count where !flat[t].isFinite {
             throw RTRLError.invalidInput("parameter \(t) of the update is not finite (\(flat[t])); the update was not applied")
         }
+        // A stacked model's layer views share the model's arrays: drop them so the copies are in place.
+        if case .stacked(let stack) = tracker { stack.releaseViews() }
         var offset = 0
         func copy(_ values: inout [Scalar]) {
             for t in 0..<values.count { values[t] = flat[offset + t] }
@@ -59,6 +73,16 @@ extension OnlineLearner {
         copy(&model.parameters.readoutWeight.values)
         copy(&model.parameters.readoutBias)
         copy(&model.parameters.threshold)
+        if case .stacked(let stack) = tracker {
+            for l in model.parameters.upperLayers.indices {
+                copy(&model.parameters.upperLayers[l].weightIH.values)
+                copy(&model.parameters.upperLayers[l].weightHH.values)
+                copy(&model.parameters.upperLayers[l].biasIH)
+                copy(&model.parameters.upperLayers[l].biasHH)
+                copy(&model.parameters.upperLayers[l].threshold)
+            }
+            stack.refresh(from: model)
+        }
     }
 
     /// Offsets in the flat order of: input weights, recurrent weights, input bias, recurrent bias,
@@ -117,6 +141,9 @@ struct Packed<Scalar: SparseScalar>: Codable, Hashable, Sendable {
 extension OnlineLearner {
     /// The learner's evolving state (not its model or structure).
     public func snapshot() throws -> LearnerSnapshot<Scalar> {
+        if case .stacked = tracker {
+            throw RTRLError.invalidOption("checkpoints of stacked models (num_layers \(model.layerCount)) are not supported yet")
+        }
         var result = LearnerSnapshot<Scalar>(method: method.description, stepCount: stepCount, streams: [])
         if case .sparse(let influence) = tracker { result.layout = influence.storageName }
         for (b, s) in streams.enumerated() {
@@ -130,7 +157,7 @@ extension OnlineLearner {
                 stream.influenceScale = state.scales.map { Packed($0) }
                 stream.influencePending = state.pending.map { Packed($0) }
             case .dense(let influence): stream.influence = Packed(influence.streams[b].current)
-            case .history:
+            case .history, .stacked:
                 stream.historyRecords = s.history?.records
                 stream.historyWeights = s.history?.stateWeights.map { Packed($0) }
             case .estimator(let estimator): stream.estimator = try estimator.saveState(stream: b).map { Packed($0) }
@@ -143,6 +170,9 @@ extension OnlineLearner {
     /// Restores a snapshot taken from a learner built with the same model structure, method and
     /// number of streams.
     public func restore(_ snapshot: LearnerSnapshot<Scalar>) throws {
+        if case .stacked = tracker {
+            throw RTRLError.invalidOption("checkpoints of stacked models (num_layers \(model.layerCount)) are not supported yet")
+        }
         guard snapshot.method == method.description, snapshot.streams.count == streamCount else {
             throw RTRLError.invalidInput("the checkpoint was taken with \(snapshot.method) on \(snapshot.streams.count) stream(s), not \(method) on \(streamCount)")
         }
@@ -175,7 +205,7 @@ extension OnlineLearner {
             case .dense(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
                 influence.streams[b].current = try check(values, influence.streams[b].current.count, "influence matrix")
-            case .history:
+            case .history, .stacked:
                 s.history?.records = saved.historyRecords ?? []
                 s.history?.stateWeights = (saved.historyWeights ?? []).map { $0.values }
             case .estimator(let estimator):

@@ -19,7 +19,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     public internal(set) var model: Model<Scalar>
     /// The gradient method the learner runs.
     public let method: GradientMethod
-    /// The model's parameter numbering and dependency graph, fixed by its weight patterns.
+    /// The model's parameter numbering and dependency graph, fixed by its weight patterns (for a
+    /// stacked model, its bottom layer's).
     public let structure: ModelStructure
     /// Number of independent streams.
     public let streamCount: Int
@@ -65,6 +66,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         case dense(DenseInfluence<Scalar>)
         case history
         case estimator(InfluenceEstimator<Scalar>)
+        /// A stacked model (L ≥ 2): all of its layers' gradients.
+        case stacked(StackedGradients<Scalar>)
     }
 
     let streams: [Stream]
@@ -107,6 +110,10 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         self.structure = structure
         let planThreads = streams == 1 ? threads : 1
         var pattern: InfluencePattern? = nil
+        if model.configuration.isStacked {
+            tracker = .stacked(try StackedGradients(model: model, method: method, streams: streams, memoryBudget: memoryBudget,
+                                                    slidingTruncation: slidingTruncation))
+        } else {
         switch method {
         case .rtrl, .snap:
             let order: InfluencePattern.Order
@@ -132,6 +139,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         case .uoro, .noBackTrack, .kfRTRL, .ok:
             tracker = .estimator(try makeEstimator(method: method, model: model, structure: structure, streams: streams,
                                                    seed: seed, memoryBudget: memoryBudget))
+        }
         }
         self.influencePattern = pattern
         self.streams = (0..<streams).map { _ in Stream(model: model, structure: structure) }
@@ -196,6 +204,14 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     @_specialize(where Scalar == Float)
     private func step(stream b: Int, input: UnsafeBufferPointer<Scalar>, target: Int) throws {
         let s = streams[b], p = model.parameters, k = model.hiddenSize
+        if case .stacked(let stack) = tracker {
+            stack.step(stream: b, input: input, target: target)
+            let t = stack.streams[b]
+            s.loss = t.loss
+            s.lastTarget = t.lastTarget
+            for a in 0..<s.logits.count { s.logits[a] = t.logits[a] }
+            return
+        }
         s.state.withUnsafeBufferPointer { previous in
             CellStep.run(model, previous: previous, isInitial: s.isInitial, input: input, record: &s.record)
         }
@@ -233,7 +249,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
                 case .estimator(let estimator):
                     try estimator.update(stream: b, model: model, record: s.record)
                     estimator.accumulate(stream: b, stateWeights: w, into: g)
-                case .history: break
+                case .history, .stacked: break
                 }
             }
         }
@@ -250,6 +266,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     /// the model's parameters. For BPTT it includes the steps of the current sequence; for
     /// TBPTT(h), the current window even if it has fewer than h steps.
     public func gradient() -> Parameters<Scalar> {
+        if case .stacked(let stack) = tracker { return stack.gradient(zeros: model.parameters.zeros()) }
         var result = model.parameters.zeros()
         var core = [Scalar](repeating: 0, count: structure.layout.count)
         for (b, s) in streams.enumerated() {
@@ -280,6 +297,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             s.history?.forgetLosses()
         }
         if case .sparse(let influence) = tracker { influence.resetDeferredGradient() }
+        if case .stacked(let stack) = tracker { stack.resetGradient() }
     }
 
     /// Starts a new sequence on one stream (or all): zero state and zero influence. For BPTT and
@@ -287,6 +305,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     public func resetState(stream: Int? = nil) {
         for b in stream.map({ [$0] }) ?? Array(0..<streamCount) {
             let s = streams[b]
+            if case .stacked(let stack) = tracker { stack.resetState(stream: b); continue }
             if let history = s.history {
                 if !history.records.isEmpty {
                     s.coreGradient.withUnsafeMutableBufferPointer { history.backpropagate(weightHH: model.parameters.weightHH, into: $0) }
@@ -299,7 +318,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             case .sparse(let influence): s.coreGradient.withUnsafeMutableBufferPointer { influence.reset(stream: b, gradient: $0) }
             case .dense(let influence): influence.reset(stream: b)
             case .estimator(let estimator): estimator.reset(stream: b)
-            case .history: break
+            case .history, .stacked: break
             }
         }
     }
@@ -307,17 +326,29 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     /// Replaces the parameters (same patterns), keeping state and influence: the online update.
     public func setParameters(_ parameters: Parameters<Scalar>) throws {
         guard parameters.weightIH.pattern == model.parameters.weightIH.pattern,
-              parameters.weightHH.pattern == model.parameters.weightHH.pattern else {
+              parameters.weightHH.pattern == model.parameters.weightHH.pattern,
+              parameters.upperLayers.count == model.parameters.upperLayers.count,
+              zip(parameters.upperLayers, model.parameters.upperLayers).allSatisfy({
+                  $0.weightIH.pattern == $1.weightIH.pattern && $0.weightHH.pattern == $1.weightHH.pattern }) else {
             throw RTRLError.invalidInput("new parameters must keep the model's weight patterns")
         }
         model = try Model(configuration: model.configuration, parameters: parameters)
+        if case .stacked(let stack) = tracker { stack.refresh(from: model) }
     }
 
-    /// The current state of a stream (h, c for the LSTM; v for the EGRU).
-    public func state(stream b: Int) -> [Scalar] { streams[b].state }
+    /// The current state of a stream (h, c for the LSTM; v for the EGRU; a stacked model's
+    /// layers one after another, layer 0 first).
+    public func state(stream b: Int) -> [Scalar] {
+        if case .stacked(let stack) = tracker { return stack.state(stream: b) }
+        return streams[b].state
+    }
 
-    /// The last step's record of a stream (activity, Jacobian factors).
-    public func lastRecord(stream b: Int) -> StepRecord<Scalar> { streams[b].record }
+    /// The last step's record of a stream (activity, Jacobian factors): for a stacked model, its
+    /// top layer's.
+    public func lastRecord(stream b: Int) -> StepRecord<Scalar> {
+        if case .stacked(let stack) = tracker { return stack.streams[b].records[stack.layerCount - 1] }
+        return streams[b].record
+    }
 
     /// The fraction of influence-update work skipped at the last step (EGRU activity), averaged
     /// over streams; 0 for methods without a sparse influence matrix.
@@ -344,6 +375,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         case .dense(let influence): return streamCount * 2 * influence.stateSize * influence.parameterCount * MemoryLayout<Scalar>.stride
         case .history: return streams.reduce(0) { $0 + ($1.history?.records.count ?? 0) } * MemoryLayout<StepRecord<Scalar>>.stride
         case .estimator(let estimator): return estimator.bytes
+        case .stacked(let stack): return stack.bytes
         }
     }
 }

@@ -3,7 +3,8 @@ import Foundation
 /// Model directories (<doc:TheModelDirectory>): `config.json` plus one Matrix Market file per
 /// tensor, read and written through the kernel layer's CHOLMOD-backed Matrix Market routines.
 extension Model where Scalar == Double {
-    /// File names of the tensors, in the order of `Parameters.flattened`.
+    /// File names of a single-layer model's tensors, in the order of `Parameters.flattened`
+    /// (a stacked model's layers use these names with the suffix `_l{l}`).
     public static let tensorFiles = ["weight_ih.mtx", "weight_hh.mtx", "bias_ih.mtx", "bias_hh.mtx",
                                      "readout_weight.mtx", "readout_bias.mtx", "threshold.mtx"]
 
@@ -54,13 +55,21 @@ extension Model where Scalar == Double {
             }
             return d.values
         }
-        let rows = configuration.gateRows
+        let rows = configuration.gateRows, layers = configuration.layerCount
+        let names = try Model.recurrentFileNames(in: url.path, configuration: configuration)
+        func layer(_ l: Int) throws -> RecurrentLayerParameters<Double> {
+            let n = names[l]
+            return RecurrentLayerParameters(
+                weightIH: try sparse(n.weightIH), weightHH: try sparse(n.weightHH),
+                biasIH: try vector(n.biasIH, rows), biasHH: try vector(n.biasHH, rows),
+                threshold: configuration.cell == .egru ? try vector(n.threshold, configuration.hiddenSize) : [])
+        }
+        let bottom = try layer(0)
         let parameters = Parameters<Double>(
-            weightIH: try sparse("weight_ih.mtx"), weightHH: try sparse("weight_hh.mtx"),
-            biasIH: try vector("bias_ih.mtx", rows), biasHH: try vector("bias_hh.mtx", rows),
+            weightIH: bottom.weightIH, weightHH: bottom.weightHH, biasIH: bottom.biasIH, biasHH: bottom.biasHH,
             readoutWeight: try dense("readout_weight.mtx"),
             readoutBias: try vector("readout_bias.mtx", configuration.outputSize),
-            threshold: configuration.cell == .egru ? try vector("threshold.mtx", configuration.hiddenSize) : [])
+            threshold: bottom.threshold, upperLayers: try (1..<layers).map(layer))
         try self.init(configuration: configuration, parameters: parameters)
     }
 
@@ -89,21 +98,72 @@ extension Model where Scalar == Double {
         }
     }
 
+    /// The file names of one layer's recurrent tensors.
+    struct LayerFileNames {
+        let weightIH, weightHH, biasIH, biasHH, threshold: String
+        /// Layer l's names: unsuffixed for a single layer (`suffixed` false), else with `_l{l}`.
+        init(layer l: Int, suffixed: Bool) {
+            let suffix = suffixed ? "_l\(l)" : ""
+            weightIH = "weight_ih\(suffix).mtx"; weightHH = "weight_hh\(suffix).mtx"
+            biasIH = "bias_ih\(suffix).mtx"; biasHH = "bias_hh\(suffix).mtx"; threshold = "threshold\(suffix).mtx"
+        }
+        func all(_ cell: CellKind) -> [String] { [weightIH, weightHH, biasIH, biasHH] + (cell == .egru ? [threshold] : []) }
+    }
+
+    /// The recurrent tensors' file names a directory uses for each layer, after refusing one that
+    /// mixes unsuffixed and `_l{l}` names, lacks a layer's file, or holds a layer beyond
+    /// `num_layers`. A single layer may use either form (not both).
+    static func recurrentFileNames(in directory: String, configuration c: ModelConfiguration) throws -> [LayerFileNames] {
+        let url = URL(fileURLWithPath: directory), fm = FileManager.default
+        func exists(_ name: String) -> Bool { fm.fileExists(atPath: url.appendingPathComponent(name).path) }
+        let plain = LayerFileNames(layer: 0, suffixed: false).all(c.cell).filter(exists)
+        let suffixedZero = LayerFileNames(layer: 0, suffixed: true).all(c.cell).filter(exists)
+        let useSuffix: Bool
+        if c.layerCount > 1 {
+            guard plain.isEmpty else {
+                throw RTRLError.invalidModel("\(directory) has num_layers \(c.layerCount), so its layers' files need the suffix _l{l}, but it holds \(plain.joined(separator: ", ")) (unsuffixed names are for a single layer)")
+            }
+            useSuffix = true
+        } else {
+            guard plain.isEmpty || suffixedZero.isEmpty else {
+                throw RTRLError.invalidModel("\(directory) mixes unsuffixed and _l0 file names (\((plain + suffixedZero).joined(separator: ", "))); use one form")
+            }
+            useSuffix = plain.isEmpty && !suffixedZero.isEmpty
+        }
+        let names = (0..<c.layerCount).map { LayerFileNames(layer: $0, suffixed: useSuffix) }
+        for (l, layer) in names.enumerated() {
+            for name in layer.all(c.cell) where !exists(name) {
+                throw RTRLError.invalidModel("\(url.appendingPathComponent(name).path) is missing (layer \(l) of \(c.layerCount))")
+            }
+        }
+        let beyond = LayerFileNames(layer: c.layerCount, suffixed: true).all(c.cell).filter(exists)
+        guard beyond.isEmpty || !useSuffix else {
+            throw RTRLError.invalidModel("\(directory) has num_layers \(c.layerCount) but also holds \(beyond.joined(separator: ", "))")
+        }
+        return names
+    }
+
     /// Writes the tensor files of `parameters` (a model's or a gradient's) into an existing
     /// directory, each file replaced atomically. Coordinate files keep exactly their pattern.
+    /// A stacked model's layers use the names with the suffix `_l{l}`; a single layer's, none.
     public static func writeTensors(_ parameters: Parameters<Double>, cell: CellKind, to directory: String) throws {
         let url = URL(fileURLWithPath: directory)
         func file(_ name: String) -> String { url.appendingPathComponent(name).path }
+        func vector(_ values: [Double], _ name: String) throws {
+            try MatrixMarket.write(try DenseMatrix(rowCount: values.count, columnCount: 1, values: values), to: file(name))
+        }
+        let layers = parameters.upperLayers.count + 1
         do {
-            try MatrixMarket.write(parameters.weightIH, to: file("weight_ih.mtx"))
-            try MatrixMarket.write(parameters.weightHH, to: file("weight_hh.mtx"))
-            try MatrixMarket.write(try DenseMatrix(rowCount: parameters.biasIH.count, columnCount: 1, values: parameters.biasIH), to: file("bias_ih.mtx"))
-            try MatrixMarket.write(try DenseMatrix(rowCount: parameters.biasHH.count, columnCount: 1, values: parameters.biasHH), to: file("bias_hh.mtx"))
-            try MatrixMarket.write(parameters.readoutWeight, to: file("readout_weight.mtx"))
-            try MatrixMarket.write(try DenseMatrix(rowCount: parameters.readoutBias.count, columnCount: 1, values: parameters.readoutBias), to: file("readout_bias.mtx"))
-            if cell == .egru {
-                try MatrixMarket.write(try DenseMatrix(rowCount: parameters.threshold.count, columnCount: 1, values: parameters.threshold), to: file("threshold.mtx"))
+            for l in 0..<layers {
+                let names = LayerFileNames(layer: l, suffixed: layers > 1), layer = parameters.layer(l)
+                try MatrixMarket.write(layer.weightIH, to: file(names.weightIH))
+                try MatrixMarket.write(layer.weightHH, to: file(names.weightHH))
+                try vector(layer.biasIH, names.biasIH)
+                try vector(layer.biasHH, names.biasHH)
+                if cell == .egru { try vector(layer.threshold, names.threshold) }
             }
+            try MatrixMarket.write(parameters.readoutWeight, to: file("readout_weight.mtx"))
+            try vector(parameters.readoutBias, "readout_bias.mtx")
         } catch let error as SparseKernelsError {
             throw RTRLError.invalidOption(error.description)
         }

@@ -27,7 +27,8 @@ extension Model {
         let k = configuration.hiddenSize, n = configuration.inputSize, gates = configuration.cell.gateCount
         // Refuse, before drawing anything, a model whose weights would not fit: about
         // density · G·k·(k + n) stored entries of 8 bytes plus 4-byte indices.
-        let expected = density * Double(gates * k) * Double(k + n)
+        let layers = configuration.layerCount
+        let expected = density * Double(gates * k) * (Double(k + n) + Double(layers - 1) * Double(2 * k))
         let bytes = expected * 12 + Double(configuration.outputSize * k) * 8
         let budget = Double(MaskedProductPlan.defaultMemoryBudget)
         guard expected < Double(Int32.max), bytes <= budget else {
@@ -68,9 +69,21 @@ extension Model {
                                       values: (0..<configuration.outputSize * k).map { _ in Double.random(in: -readoutScale...readoutScale, using: &rng) })
         let readoutBias = (0..<configuration.outputSize).map { _ in Double.random(in: -readoutScale...readoutScale, using: &rng) }
         let threshold = configuration.cell == .egru ? (0..<k).map { _ in rng.nextBeta(3, 7) } : []
+        // Layers 1 … L − 1 after everything a single layer draws (so layer 0 and the readout are
+        // the single-layer model's), each as layer 0 is, its input weights reading k outputs.
+        var upperLayers: [RecurrentLayerParameters<Double>] = []
+        for _ in 1..<max(1, layers) {
+            let weightHH = try stacked(columns: k, atLeastOnePerRow: true)
+            let weightIH = try stacked(columns: k, atLeastOnePerRow: false)
+            let biasIH = bias(gates * k), biasHH = bias(gates * k)
+            let threshold = configuration.cell == .egru ? (0..<k).map { _ in rng.nextBeta(3, 7) } : []
+            upperLayers.append(RecurrentLayerParameters(weightIH: weightIH, weightHH: weightHH, biasIH: biasIH, biasHH: biasHH,
+                                                        threshold: threshold))
+        }
         try self.init(configuration: configuration, parameters: Parameters<Double>(
             weightIH: weightIH, weightHH: weightHH, biasIH: biasIH, biasHH: biasHH,
-            readoutWeight: readout, readoutBias: readoutBias, threshold: threshold).converted(to: Scalar.self))
+            readoutWeight: readout, readoutBias: readoutBias, threshold: threshold,
+            upperLayers: upperLayers).converted(to: Scalar.self))
     }
 }
 

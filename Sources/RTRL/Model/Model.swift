@@ -22,6 +22,20 @@ public struct Model<Scalar: SparseScalar>: Sendable, Hashable {
     public var inputSize: Int { configuration.inputSize }
     /// o: the number of readout outputs (the configuration's).
     public var outputSize: Int { configuration.outputSize }
+    /// L: the number of stacked layers (the configuration's).
+    public var layerCount: Int { configuration.layerCount }
+
+    /// Layer l of a stacked model as a single-layer model (its input is layer l − 1's output for
+    /// l ≥ 1; the readout is the model's): what one layer's step and Jacobians are computed from.
+    func layerModel(_ l: Int) -> Model<Scalar> {
+        var c = configuration
+        c.layerCount = 1
+        if l > 0 { c.inputSize = c.hiddenSize }
+        let layer = parameters.layer(l)
+        return try! Model(uncheckedConfiguration: c, parameters: Parameters(
+            weightIH: layer.weightIH, weightHH: layer.weightHH, biasIH: layer.biasIH, biasHH: layer.biasHH,
+            readoutWeight: parameters.readoutWeight, readoutBias: parameters.readoutBias, threshold: layer.threshold))
+    }
 
     func validate() throws {
         let c = configuration, p = parameters
@@ -42,10 +56,27 @@ public struct Model<Scalar: SparseScalar>: Sendable, Hashable {
         } else if !p.threshold.isEmpty {
             throw RTRLError.invalidModel("only an egru has thresholds, but this \(c.cell.rawValue) has \(p.threshold.count)")
         }
-        let tensors: [(String, [Scalar])] = [("weight_ih", p.weightIH.values), ("weight_hh", p.weightHH.values),
+        guard p.upperLayers.count == c.layerCount - 1 else {
+            throw RTRLError.invalidModel("num_layers is \(c.layerCount) but the parameters hold \(p.upperLayers.count + 1) layers")
+        }
+        var tensors: [(String, [Scalar])] = [("weight_ih", p.weightIH.values), ("weight_hh", p.weightHH.values),
                                             ("bias_ih", p.biasIH), ("bias_hh", p.biasHH),
                                             ("readout_weight", p.readoutWeight.values), ("readout_bias", p.readoutBias),
                                             ("threshold", p.threshold)]
+        for (index, layer) in p.upperLayers.enumerated() {
+            let l = index + 1
+            try check("weight_ih_l\(l)", layer.weightIH.rowCount, layer.weightIH.columnCount, rows, c.hiddenSize)
+            try check("weight_hh_l\(l)", layer.weightHH.rowCount, layer.weightHH.columnCount, rows, c.hiddenSize)
+            try check("bias_ih_l\(l)", layer.biasIH.count, 1, rows, 1)
+            try check("bias_hh_l\(l)", layer.biasHH.count, 1, rows, 1)
+            if c.cell == .egru {
+                try check("threshold_l\(l)", layer.threshold.count, 1, c.hiddenSize, 1)
+            } else if !layer.threshold.isEmpty {
+                throw RTRLError.invalidModel("only an egru has thresholds, but layer \(l) of this \(c.cell.rawValue) has \(layer.threshold.count)")
+            }
+            tensors += [("weight_ih_l\(l)", layer.weightIH.values), ("weight_hh_l\(l)", layer.weightHH.values),
+                        ("bias_ih_l\(l)", layer.biasIH), ("bias_hh_l\(l)", layer.biasHH), ("threshold_l\(l)", layer.threshold)]
+        }
         for (name, values) in tensors {
             if let k = values.firstIndex(where: { !$0.isFinite }) {
                 throw RTRLError.invalidModel("\(name) holds a non-finite value (\(values[k])) at position \(k)")

@@ -1,0 +1,90 @@
+/// Reading and resetting a stacked model's gradient and state.
+extension StackedGradients {
+    /// Every layer's gradient summed over streams, the history's waiting losses included (per
+    /// layer, `ParameterLayout` order), with the readout's gradient.
+    func coreGradients() -> [[Scalar]] {
+        var total = structures.map { [Scalar](repeating: 0, count: $0.layout.count) }
+        for (b, s) in streams.enumerated() {
+            var core = s.coreGradients
+            if !s.history.isEmpty { backpropagate(stream: b, into: &core) }
+            for l in 0..<layerCount { for t in 0..<core[l].count { total[l][t] += core[l][t] } }
+        }
+        return total
+    }
+
+    /// The gradient shaped like `parameters` (zeros of the model's).
+    func gradient(zeros: Parameters<Scalar>) -> Parameters<Scalar> {
+        var result = zeros
+        let cores = coreGradients()
+        for l in 0..<layerCount {
+            cores[l].withUnsafeBufferPointer { core in
+                if l == 0 {
+                    structures[0].layout.scatterAdd(core, into: &result)
+                } else {
+                    let layer = result.upperLayers[l - 1]
+                    var view = Parameters(weightIH: layer.weightIH, weightHH: layer.weightHH, biasIH: layer.biasIH, biasHH: layer.biasHH,
+                                          readoutWeight: result.readoutWeight, readoutBias: [], threshold: layer.threshold)
+                    structures[l].layout.scatterAdd(core, into: &view)
+                    result.upperLayers[l - 1] = RecurrentLayerParameters(weightIH: view.weightIH, weightHH: view.weightHH,
+                                                                         biasIH: view.biasIH, biasHH: view.biasHH, threshold: view.threshold)
+                }
+            }
+        }
+        for s in streams {
+            result.readoutWeight.values.withUnsafeMutableBufferPointer { w in
+                for t in w.indices { w[t] += s.readoutWeightGradient[t] }
+            }
+            for a in result.readoutBias.indices { result.readoutBias[a] += s.readoutBiasGradient[a] }
+        }
+        return result
+    }
+
+    /// Adds the gradient into `flat` (the order of `Parameters.flattened`); `offsets[l]` gives
+    /// layer l's tensors' starts, indexed by `ParameterLayout.Source.rawValue`, and `readout` the
+    /// readout weight's and bias's.
+    func addGradient(into flat: UnsafeMutableBufferPointer<Scalar>, offsets: [[Int]], readout: (weight: Int, bias: Int)) {
+        let cores = coreGradients()
+        for l in 0..<layerCount {
+            let layout = structures[l].layout
+            for t in 0..<layout.count { flat[offsets[l][Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += cores[l][t] }
+        }
+        for s in streams {
+            for t in 0..<s.readoutWeightGradient.count { flat[readout.weight + t] += s.readoutWeightGradient[t] }
+            for t in 0..<s.readoutBiasGradient.count { flat[readout.bias + t] += s.readoutBiasGradient[t] }
+        }
+    }
+
+    /// Zeroes the accumulated gradient; states and influence carry on.
+    func resetGradient() {
+        for s in streams {
+            for l in 0..<layerCount { for t in 0..<s.coreGradients[l].count { s.coreGradients[l][t] = 0 } }
+            for t in 0..<s.readoutWeightGradient.count { s.readoutWeightGradient[t] = 0 }
+            for t in 0..<s.readoutBiasGradient.count { s.readoutBiasGradient[t] = 0 }
+            for t in 0..<s.historyWeights.count { for q in 0..<s.historyWeights[t].count { s.historyWeights[t][q] = 0 } }
+        }
+    }
+
+    /// Starts a new sequence on stream b: the history's waiting losses are banked, then every
+    /// layer's state and influence is zeroed.
+    func resetState(stream b: Int) {
+        let s = streams[b]
+        if !s.history.isEmpty { backpropagate(stream: b, into: &s.coreGradients) }
+        s.history.removeAll(keepingCapacity: true)
+        s.historyWeights.removeAll(keepingCapacity: true)
+        for l in 0..<layerCount { for q in 0..<s.states[l].count { s.states[l][q] = 0 } }
+        s.isInitial = true
+        if isDense {
+            for own in ownInfluence { own.reset(stream: b) }
+            for l in 0..<layerCount { for t in 0..<s.cross[l].count { s.cross[l][t] = 0 } }
+        }
+    }
+
+    /// All layers' states of a stream, layer 0 first.
+    func state(stream b: Int) -> [Scalar] { streams[b].states.flatMap { $0 } }
+
+    /// Bytes of the influence (dense RTRL) or of the kept records (BPTT), all streams.
+    var bytes: Int {
+        if isDense { return StackedGradients.denseBytes(structures: structures, streams: streams.count) }
+        return streams.reduce(0) { $0 + $1.history.count * layerCount } * MemoryLayout<StepRecord<Scalar>>.stride
+    }
+}
