@@ -53,7 +53,8 @@ let package = Package(
         ),
         .testTarget(
             name: "RTRLTests",
-            dependencies: ["RTRL"]
+            dependencies: ["RTRL"],
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "RTRLCommandTests",

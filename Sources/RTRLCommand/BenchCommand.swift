@@ -21,15 +21,19 @@ struct ModelSource: ParsableArguments {
     @Option(help: "EGRU pseudo-derivative dampening of the random model (default 0.7).") var dampening: Double?
     @Option(help: "Added to every EGRU threshold of the random model (raises or lowers activity).")
     var thresholdOffset: Double = 0
+    @Option(help: "Stacked layers of the random model (num_layers).") var layers: Int = 1
 
     func load() throws -> Model<Double> {
         if let model { return try Model<Double>(directory: model) }
-        let configuration = try ModelConfiguration(cell: cell, inputSize: inputs, hiddenSize: rows, outputSize: 4,
+        let configuration = try ModelConfiguration(cell: cell, inputSize: inputs, hiddenSize: rows, outputSize: 4, layerCount: layers,
                                                    dampening: dampening, support: support)
         var model = try Model<Double>(random: configuration, density: density, seed: seed)
         if cell == .egru && thresholdOffset != 0 {
             var parameters = model.parameters
             parameters.threshold = parameters.threshold.map { $0 + thresholdOffset }
+            for l in parameters.upperLayers.indices {
+                parameters.upperLayers[l].threshold = parameters.upperLayers[l].threshold.map { $0 + thresholdOffset }
+            }
             model = try Model(configuration: configuration, parameters: parameters)
         }
         return model

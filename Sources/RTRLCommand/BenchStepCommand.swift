@@ -119,6 +119,18 @@ struct BenchStepCommand: ParsableCommand {
         if let pattern = learner.influencePattern {
             nonzeros = pattern.statistics.nonzeros
             flops = pattern.statistics.multiplyAddsPerStep
+        } else if method == .rtrlDense && learner.model.layerCount > 1 {
+            // Layer l's J covers the parameters of layers 0 … l: D^l times all of them, plus A^l
+            // (S × k) times the k-row derivative of its input for those of the layers below.
+            let parameters = learner.model.parameters, s = learner.model.configuration.stateSize, k = learner.model.hiddenSize
+            var below = 0
+            for l in 0..<learner.model.layerCount {
+                let own = l == 0 ? parameters.weightIH.nonzeroCount + parameters.weightHH.nonzeroCount + parameters.biasIH.count
+                    + parameters.biasHH.count + parameters.threshold.count : parameters.upperLayers[l - 1].count
+                nonzeros += s * (below + own)
+                flops += s * s * (below + own) + s * k * below
+                below += own
+            }
         } else if method == .rtrlDense {
             nonzeros = stateSize * p
             flops = stateSize * stateSize * p

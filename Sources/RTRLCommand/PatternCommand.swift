@@ -12,6 +12,9 @@ struct PatternCommand: ParsableCommand {
         try reporting {
             let order = try parseOrder(n)
             let m = try Model<Double>(directory: model)
+            guard m.layerCount == 1 else {
+                throw RTRLError.invalidOption("rtrl pattern does not count the SnAp patterns of stacked models (num_layers \(m.layerCount)) yet")
+            }
             let structure = ModelStructure(m)
             let stats = try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: order)
             let nValue: Any = order == .exact ? "inf" : Int(n)!

@@ -13,6 +13,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "UTF-8 text for --task text (default: a built-in generated corpus).") var text: String?
     @Option(help: "Cell of a new model.") var cell: CellKind = .gru
     @Option(help: "Hidden units of a new model.") var hidden: Int = 64
+    @Option(help: "Stacked layers L of a new model (num_layers).") var layers: Int = 1
     @Option(help: "Weight density of a new model, in (0, 1].") var density: Double = 0.25
     @Flag(help: "Draw each gate block's mask separately.") var independentGateMasks = false
     @Option(help: "Gradient method (snap-N, rtrl, rtrl-dense, bptt, tbptt-H, uoro, …).") var method: String = "snap-2"
@@ -60,7 +61,7 @@ struct TrainCommand: ParsableCommand {
                     start = try Model<Double>(directory: model)
                 } else {
                     let configuration = try ModelConfiguration(cell: cell, inputSize: task.inputSize, hiddenSize: hidden,
-                                                               outputSize: task.outputSize)
+                                                               outputSize: task.outputSize, layerCount: layers)
                     start = try Model<Double>(random: configuration, density: density,
                                               independentGateMasks: independentGateMasks, seed: seed)
                 }

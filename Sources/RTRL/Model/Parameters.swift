@@ -23,8 +23,9 @@ public struct RecurrentLayerParameters<Scalar: SparseScalar>: Sendable, Hashable
     }
 
     /// Every value: weight_ih, weight_hh, bias_ih, bias_hh, threshold.
-    var flattened: [Scalar] { weightIH.values + weightHH.values + biasIH + biasHH + threshold }
-    var count: Int { weightIH.nonzeroCount + weightHH.nonzeroCount + biasIH.count + biasHH.count + threshold.count }
+    public var flattened: [Scalar] { weightIH.values + weightHH.values + biasIH + biasHH + threshold }
+    /// Number of values in `flattened`.
+    public var count: Int { weightIH.nonzeroCount + weightHH.nonzeroCount + biasIH.count + biasHH.count + threshold.count }
 }
 
 /// Every trainable tensor of a model, in the layouts of the model directory

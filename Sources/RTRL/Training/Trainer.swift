@@ -143,6 +143,9 @@ public final class Trainer<Scalar: SparseScalar> {
         theta = model.parameters.flattened
         gradient = [Scalar](repeating: 0, count: theta.count)
         if configuration.optimizer == .natural {
+            guard model.layerCount == 1 else {
+                throw RTRLError.invalidOption("the natural-gradient filter does not cover stacked models (num_layers \(model.layerCount)) yet")
+            }
             preconditioner = try NaturalGradientPreconditioner(layout: learner.structure.layout, options: configuration.filter)
             core = [Scalar](repeating: 0, count: learner.structure.layout.count)
         }
