@@ -12,12 +12,17 @@ struct PatternCommand: ParsableCommand {
         try reporting {
             let order = try parseOrder(n)
             let m = try Model<Double>(directory: model)
-            guard m.layerCount == 1 else {
-                throw RTRLError.invalidOption("rtrl pattern does not count the SnAp patterns of stacked models (num_layers \(m.layerCount)) yet")
+            let nValue: Any = order == .exact ? "inf" : Int(n)!
+            if m.layerCount > 1 {
+                let pattern = try StackedInfluencePattern(model: m, order: order)
+                printJSONLine(["n": nValue, "units": m.layerCount * m.hiddenSize, "layers": m.layerCount,
+                               "parameters": m.parameters.count - m.parameters.readoutWeight.values.count - m.parameters.readoutBias.count,
+                               "influence_nonzeros": pattern.nonzeros, "influence_bytes": pattern.bytes,
+                               "flops_per_step": pattern.multiplyAddsPerStep])
+                return
             }
             let structure = ModelStructure(m)
             let stats = try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: order)
-            let nValue: Any = order == .exact ? "inf" : Int(n)!
             printJSONLine(["n": nValue, "units": m.hiddenSize, "parameters": structure.layout.count,
                            "influence_nonzeros": stats.nonzeros, "influence_bytes": stats.bytes,
                            "flops_per_step": stats.multiplyAddsPerStep])

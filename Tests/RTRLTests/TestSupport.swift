@@ -249,3 +249,17 @@ func referenceLoss(_ model: Model<Double>, flat: [Double], _ sequence: LabelledS
     try p.setFlattened(flat)
     return ReferenceNetwork(try Model(configuration: model.configuration, parameters: p)).loss(sequence)
 }
+
+extension Fixtures {
+    /// Layer l of a stacked model as a single-layer model of its own (input size k for l ≥ 1).
+    static func layer(of model: Model<Double>, _ l: Int) throws -> Model<Double> {
+        let c = model.configuration, p = model.parameters
+        let configuration = try ModelConfiguration(cell: c.cell, inputSize: l == 0 ? c.inputSize : c.hiddenSize, hiddenSize: c.hiddenSize,
+                                                   outputSize: c.outputSize, dampening: c.dampening, support: c.support)
+        let weights = l == 0 ? RecurrentLayerParameters(weightIH: p.weightIH, weightHH: p.weightHH, biasIH: p.biasIH, biasHH: p.biasHH,
+                                                        threshold: p.threshold) : p.upperLayers[l - 1]
+        return try Model(configuration: configuration, parameters: Parameters(
+            weightIH: weights.weightIH, weightHH: weights.weightHH, biasIH: weights.biasIH, biasHH: weights.biasHH,
+            readoutWeight: p.readoutWeight, readoutBias: p.readoutBias, threshold: weights.threshold))
+    }
+}

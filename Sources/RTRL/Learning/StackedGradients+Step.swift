@@ -47,7 +47,9 @@ extension StackedGradients {
             }
         }
 
-        if isDense {
+        if let sparse {
+            sparse.update(stream: b, models: layerModels, records: s.records, topStateWeights: s.topStateWeights, gradients: &s.coreGradients)
+        } else if isDense {
             updateDenseInfluence(stream: b)
             accumulateDenseGradient(stream: b)
         } else {

@@ -32,6 +32,8 @@ final class StackedGradients<Scalar: SparseScalar> {
     let window: Int?
     let sliding: Bool
     let isDense: Bool
+    /// Sparse exact RTRL or SnAp-n (nil for the other methods).
+    let sparse: StackedSparseInfluence<Scalar>?
 
     final class Stream {
         var states: [[Scalar]]
@@ -111,12 +113,22 @@ final class StackedGradients<Scalar: SparseScalar> {
         for st in structures { start.append(start.last! + st.layout.count) }
         parameterStart = start
         thresholdParameter = structures.map { EstimatorSupport.thresholdParameters($0.layout) }
+        var order: InfluencePattern.Order?
         switch method {
         case .bptt: window = nil; isDense = false
         case .tbptt(let h): window = h; isDense = false
         case .rtrlDense: window = nil; isDense = true
+        case .rtrl: window = nil; isDense = false; order = .exact
+        case .snap(let n): window = nil; isDense = false; order = .snap(n)
         default:
-            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet; they take bptt, tbptt-H and rtrl-dense")
+            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet; they take bptt, tbptt-H, rtrl, rtrl-dense and snap-N")
+        }
+        let layerStructures = structures
+        if let order {
+            sparse = try StackedSparseInfluence(structures: layerStructures, weightIH: views.map(\.parameters.weightIH.pattern), order: order,
+                                                streams: streams, memoryBudget: memoryBudget)
+        } else {
+            sparse = nil
         }
         sliding = slidingTruncation && window != nil
         if isDense {
