@@ -63,12 +63,16 @@ struct BenchStepCommand: ParsableCommand {
         var times = DurationHistogram(), referenceTimes = DurationHistogram()
         // The roof, measured between rounds of steps (a GEMM and a copy), each round set against
         // the roof next to it; two untimed steps after each measurement refill the caches.
-        let influenceWork = learner.influencePattern != nil || method == .rtrlDense || learner.estimatorWorkPerStep != nil
+        let influenceWork = learner.influencePattern != nil || learner.stackedInfluencePattern != nil || method == .rtrlDense
+            || learner.estimatorWorkPerStep != nil
         let probe = influenceWork && roofline ? try RooflineProbe(threads: threads, single: S.self == Float.self) : nil
         var samples: [RooflineSample] = [], round = DurationHistogram()
         let roundSteps = 5
         var activity = 0.0, open = 0.0, workFraction = 0.0, written = 0.0
         // The filter, on the core parameters (as the trainer applies it), timed apart from the step.
+        if natural && learner.model.layerCount > 1 {
+            throw RTRLError.invalidOption("--natural: the natural-gradient filter does not cover stacked models yet")
+        }
         let filter = natural
             ? try NaturalGradientPreconditioner(layout: learner.structure.layout,
                                                 options: .init(refactorInterval: fisherRefactorEvery))
@@ -119,6 +123,9 @@ struct BenchStepCommand: ParsableCommand {
         if let pattern = learner.influencePattern {
             nonzeros = pattern.statistics.nonzeros
             flops = pattern.statistics.multiplyAddsPerStep
+        } else if let pattern = learner.stackedInfluencePattern {
+            nonzeros = pattern.nonzeros
+            flops = pattern.multiplyAddsPerStep
         } else if method == .rtrlDense && learner.model.layerCount > 1 {
             // Layer l's J covers the parameters of layers 0 … l: D^l times all of them, plus A^l
             // (S × k) times the k-row derivative of its input for those of the layers below.

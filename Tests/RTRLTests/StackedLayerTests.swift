@@ -259,4 +259,26 @@ final class StackedLayerTests: XCTestCase {
             XCTAssertRelativelyClose(single.map(Double.init), double, tolerance: 1e-4, "\(method)")
         }
     }
+
+    /// A snapshot taken mid-sequence and restored into a new learner (through JSON) continues bit
+    /// for bit, for every method that runs on stacks.
+    func testCheckpointResumesBitForBit() throws {
+        let model = try stack(.egru, layers: 2, hidden: 4, density: 0.6, seed: 87, support: 0.5)
+        let sequence = try Fixtures.sequence(for: model, length: 12, seed: 4, scale: 2)
+        for method in [GradientMethod.bptt, .tbptt(5), .rtrlDense, .rtrl, .snap(1)] {
+            let straight = try OnlineLearner(model: model, method: method)
+            let first = try OnlineLearner(model: model, method: method)
+            for t in 0..<12 { try straight.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+            for t in 0..<7 { try first.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+            let data = try JSONEncoder().encode(try first.snapshot())
+            let resumed = try OnlineLearner(model: model, method: method)
+            try resumed.restore(try JSONDecoder().decode(LearnerSnapshot<Double>.self, from: data))
+            for t in 7..<12 { try resumed.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
+            XCTAssertEqual(resumed.gradient().flattened, straight.gradient().flattened, "\(method)")
+            XCTAssertEqual(resumed.state(stream: 0), straight.state(stream: 0), "\(method)")
+            // A snapshot of another method is refused.
+            let other = try OnlineLearner(model: model, method: method == .bptt ? .rtrl : .bptt)
+            XCTAssertThrowsError(try other.restore(try first.snapshot()))
+        }
+    }
 }

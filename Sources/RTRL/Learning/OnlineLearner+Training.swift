@@ -141,10 +141,11 @@ struct Packed<Scalar: SparseScalar>: Codable, Hashable, Sendable {
 extension OnlineLearner {
     /// The learner's evolving state (not its model or structure).
     public func snapshot() throws -> LearnerSnapshot<Scalar> {
-        if case .stacked = tracker {
-            throw RTRLError.invalidOption("checkpoints of stacked models (num_layers \(model.layerCount)) are not supported yet")
-        }
         var result = LearnerSnapshot<Scalar>(method: method.description, stepCount: stepCount, streams: [])
+        if case .stacked(let stack) = tracker {
+            result.streams = (0..<streamCount).map { stack.save(stream: $0) }
+            return result
+        }
         if case .sparse(let influence) = tracker { result.layout = influence.storageName }
         for (b, s) in streams.enumerated() {
             var stream = LearnerSnapshot<Scalar>.Stream(
@@ -170,11 +171,15 @@ extension OnlineLearner {
     /// Restores a snapshot taken from a learner built with the same model structure, method and
     /// number of streams.
     public func restore(_ snapshot: LearnerSnapshot<Scalar>) throws {
-        if case .stacked = tracker {
-            throw RTRLError.invalidOption("checkpoints of stacked models (num_layers \(model.layerCount)) are not supported yet")
-        }
         guard snapshot.method == method.description, snapshot.streams.count == streamCount else {
             throw RTRLError.invalidInput("the checkpoint was taken with \(snapshot.method) on \(snapshot.streams.count) stream(s), not \(method) on \(streamCount)")
+        }
+        if case .stacked(let stack) = tracker {
+            // Each stream is checked in full before it changes; a later stream's error leaves the
+            // earlier ones restored, as for the single-layer state below.
+            for b in 0..<streamCount { try stack.restore(stream: b, snapshot.streams[b]) }
+            stepCount = snapshot.stepCount
+            return
         }
         if case .sparse(let influence) = tracker {
             // Checkpoints written before the storage was named hold an unscaled, ungrouped order.

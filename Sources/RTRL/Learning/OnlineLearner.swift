@@ -24,8 +24,13 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     public let structure: ModelStructure
     /// Number of independent streams.
     public let streamCount: Int
-    /// The influence pattern (SnAp and sparse RTRL), nil otherwise.
+    /// The influence pattern (SnAp and sparse RTRL), nil otherwise (and for stacked models).
     public let influencePattern: InfluencePattern?
+    /// A stacked model's influence pattern (SnAp and sparse RTRL), nil otherwise.
+    public var stackedInfluencePattern: StackedInfluencePattern? {
+        if case .stacked(let stack) = tracker { return stack.sparse?.pattern }
+        return nil
+    }
     /// Steps taken since the learner was built.
     public internal(set) var stepCount = 0
 

@@ -1,0 +1,63 @@
+/// A stacked model's evolving state for checkpoints, in the single-layer snapshot's fields: the
+/// layers' states, gradients and influence blocks one after another (layer 0 first), and the
+/// history's records step after step, layer after layer within a step.
+extension StackedGradients {
+    func save(stream b: Int) -> LearnerSnapshot<Scalar>.Stream {
+        let s = streams[b]
+        var saved = LearnerSnapshot<Scalar>.Stream(
+            state: Packed(s.states.flatMap { $0 }), isInitial: s.isInitial, coreGradient: Packed(s.coreGradients.flatMap { $0 }),
+            readoutWeightGradient: Packed(s.readoutWeightGradient), readoutBiasGradient: Packed(s.readoutBiasGradient))
+        if let sparse {
+            saved.influence = Packed(sparse.streams[b].values)
+        } else if isDense {
+            saved.influence = Packed(ownInfluence.flatMap { $0.streams[b].current } + s.cross.flatMap { $0 })
+        } else {
+            saved.historyRecords = s.history.flatMap { $0 }
+            saved.historyWeights = s.historyWeights.map { Packed($0) }
+        }
+        return saved
+    }
+
+    func restore(stream b: Int, _ saved: LearnerSnapshot<Scalar>.Stream) throws {
+        let s = streams[b]
+        func split(_ values: [Scalar], _ sizes: [Int], _ what: String) throws -> [[Scalar]] {
+            guard values.count == sizes.reduce(0, +) else {
+                throw RTRLError.invalidInput("the checkpoint's \(what) has \(values.count) values, not \(sizes.reduce(0, +))")
+            }
+            var start = 0
+            return sizes.map { n in defer { start += n }; return Array(values[start..<start + n]) }
+        }
+        let states = try split(saved.state.values, s.states.map(\.count), "state")
+        let gradients = try split(saved.coreGradient.values, s.coreGradients.map(\.count), "gradient")
+        let readout = try split(saved.readoutWeightGradient.values, [s.readoutWeightGradient.count], "readout gradient")
+        let bias = try split(saved.readoutBiasGradient.values, [s.readoutBiasGradient.count], "readout bias gradient")
+        var influence: [[Scalar]] = []
+        if let sparse {
+            guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
+            influence = try split(values.values, [sparse.streams[b].values.count], "influence matrix")
+        } else if isDense {
+            guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
+            influence = try split(values.values, ownInfluence.map { $0.streams[b].current.count } + s.cross.map(\.count), "influence matrix")
+        }
+        let records = saved.historyRecords ?? [], weights = (saved.historyWeights ?? []).map(\.values)
+        guard records.count == weights.count * layerCount, weights.allSatisfy({ $0.count == s.topStateWeights.count }) else {
+            throw RTRLError.invalidInput("the checkpoint's history holds \(records.count) records and \(weights.count) loss weights, not \(layerCount) records per step")
+        }
+        // Everything checked: apply.
+        s.states = states
+        s.isInitial = saved.isInitial
+        s.coreGradients = gradients
+        s.readoutWeightGradient = readout[0]
+        s.readoutBiasGradient = bias[0]
+        if let sparse {
+            sparse.streams[b].values = influence[0]
+        } else if isDense {
+            for l in 0..<layerCount {
+                ownInfluence[l].streams[b].current = influence[l]
+                s.cross[l] = influence[layerCount + l]
+            }
+        }
+        s.history = stride(from: 0, to: records.count, by: layerCount).map { Array(records[$0..<$0 + layerCount]) }
+        s.historyWeights = weights
+    }
+}
