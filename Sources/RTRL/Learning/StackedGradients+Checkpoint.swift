@@ -8,7 +8,7 @@ extension StackedGradients {
             state: Packed(s.states.flatMap { $0 }), isInitial: s.isInitial, coreGradient: Packed(s.coreGradients.flatMap { $0 }),
             readoutWeightGradient: Packed(s.readoutWeightGradient), readoutBiasGradient: Packed(s.readoutBiasGradient))
         if let sparse {
-            saved.influence = Packed(sparse.streams[b].values)
+            saved.influence = Packed(sparse.streams[b].valueArray)
         } else if isDense {
             saved.influence = Packed(ownInfluence.flatMap { $0.streams[b].current } + s.cross.flatMap { $0 })
         } else {
@@ -50,7 +50,7 @@ extension StackedGradients {
         s.readoutWeightGradient = readout[0]
         s.readoutBiasGradient = bias[0]
         if let sparse {
-            sparse.streams[b].values = influence[0]
+            sparse.streams[b].valueArray = influence[0]
         } else if isDense {
             for l in 0..<layerCount {
                 ownInfluence[l].streams[b].current = influence[l]
