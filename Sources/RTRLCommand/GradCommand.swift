@@ -57,7 +57,10 @@ struct GradCommand: ParsableCommand {
             guard loss.isFinite, gradient.isFinite else {
                 throw CommandFailure("the gradient is not finite (the model or sequence overflows in \(precision.rawValue))")
             }
-            if let out { try writeGradient(gradient, cell: model.cell, to: out) }
+            if let out {
+                // Gradient files take the model's names (a single layer read from `_l0` files keeps them).
+                try writeGradient(gradient, cell: model.cell, to: out, layerSuffixes: try Model<Double>.usesLayerSuffixes(directory: self.model))
+            }
             if samples > 1 {
                 printJSONLine(["loss": loss, "steps": sequence.count, "method": method.description, "samples": samples,
                                "seconds": seconds])
@@ -71,7 +74,7 @@ struct GradCommand: ParsableCommand {
 /// Writes gradient files into `directory` (created if missing): all files are written into a
 /// hidden sibling folder first and then renamed over the old ones, so a failure leaves the old
 /// files in place.
-func writeGradient(_ gradient: Parameters<Double>, cell: CellKind, to directory: String) throws {
+func writeGradient(_ gradient: Parameters<Double>, cell: CellKind, to directory: String, layerSuffixes: Bool = false) throws {
     let fm = FileManager.default
     do {
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -85,7 +88,7 @@ func writeGradient(_ gradient: Parameters<Double>, cell: CellKind, to directory:
     } catch {
         throw CommandFailure("cannot write into the output directory \(directory)")
     }
-    try Model.writeTensors(gradient, cell: cell, to: staging.path)
+    try Model.writeTensors(gradient, cell: cell, to: staging.path, layerSuffixes: layerSuffixes)
     for name in try fm.contentsOfDirectory(atPath: staging.path) {
         let target = URL(fileURLWithPath: directory).appendingPathComponent(name).path
         guard rename(staging.appendingPathComponent(name).path, target) == 0 else {

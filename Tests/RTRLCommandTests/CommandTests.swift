@@ -107,6 +107,44 @@ final class CommandTests: XCTestCase {
         _ = try runJSON(["grad", "--model", path, "--sequence", sequence, "--method", "rtrl", "--out", dir.appendingPathComponent("grad-rtrl").path])
     }
 
+    /// Stacked models through the command: `init --layers` writes `_l{l}` files, `grad` writes a
+    /// gradient under the model's names (a single layer read from `_l0` files keeps them) and its
+    /// exact methods agree, `pattern` reports every layer's units.
+    func testStackedModelsThroughTheCommand() throws {
+        let dir = try temporaryDirectory()
+        let path = dir.appendingPathComponent("stack").path
+        let made = try runJSON(["init", "--cell", "gru", "--inputs", "3", "--hidden", "5", "--outputs", "4", "--layers", "2",
+                                "--density", "0.5", "--seed", "6", "--out", path])
+        XCTAssertEqual(made["layers"] as? Int, 2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path + "/weight_hh_l1.mtx"))
+        let sequence = try writeSequence("[[0.5, -1, 2], [0, 0, 1], [1, 1, 1], [-0.2, 0.3, 0.1]]", "[1, -1, 3, 0]", in: dir)
+        var values: [String: [Double]] = [:]
+        for method in ["bptt", "rtrl", "rtrl-dense"] {
+            let out = dir.appendingPathComponent("grad-\(method)").path
+            _ = try runJSON(["grad", "--model", path, "--sequence", sequence, "--method", method, "--out", out])
+            XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/weight_hh.mtx"))
+            values[method] = try MatrixMarket.readSparse(out + "/weight_ih_l1.mtx").values + MatrixMarket.readSparse(out + "/weight_hh_l0.mtx").values
+        }
+        XCTAssertGreaterThan(values["bptt"]!.map(abs).max()!, 1e-4)
+        for method in ["rtrl", "rtrl-dense"] {
+            XCTAssertLessThan(zip(values[method]!, values["bptt"]!).map { abs($0 - $1) }.max()!, 1e-12, method)
+        }
+        let pattern = try runJSON(["pattern", "--model", path, "--n", "1"])
+        XCTAssertEqual(pattern["units"] as? Int, 10)
+        XCTAssertEqual(pattern["layers"] as? Int, 2)
+        try assertFails(["grad", "--model", path, "--sequence", sequence, "--method", "uoro"], mentioning: "stacked")
+
+        // A single layer under the _l0 names: its gradient keeps them.
+        let single = try makeModel("rnn", in: dir)
+        for stem in ["weight_ih", "weight_hh", "bias_ih", "bias_hh"] {
+            try FileManager.default.moveItem(atPath: single + "/\(stem).mtx", toPath: single + "/\(stem)_l0.mtx")
+        }
+        let out = dir.appendingPathComponent("grad-l0").path
+        _ = try runJSON(["grad", "--model", single, "--sequence", sequence, "--method", "bptt", "--out", out])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/weight_hh_l0.mtx"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/weight_hh.mtx"))
+    }
+
     /// `--samples S` writes the mean of the estimates of seeds seed, seed + 1, …, seed + S − 1,
     /// each computed here through the library.
     func testGradSamplesWritesTheMeanOfTheSeeds() throws {

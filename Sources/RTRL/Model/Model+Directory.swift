@@ -114,6 +114,22 @@ extension Model where Scalar == Double {
     /// mixes unsuffixed and `_l{l}` names, lacks a layer's file, or holds a layer beyond
     /// `num_layers`. A single layer may use either form (not both).
     static func recurrentFileNames(in directory: String, configuration c: ModelConfiguration) throws -> [LayerFileNames] {
+        try recurrentFileForm(in: directory, configuration: c).names
+    }
+
+    /// Whether a model directory names its layers' files with the suffix `_l{l}` (always for a
+    /// stacked model; for a single layer, when it uses the `_l0` names), after the same checks as
+    /// reading it.
+    public static func usesLayerSuffixes(directory: String) throws -> Bool {
+        let url = URL(fileURLWithPath: directory)
+        guard let data = FileBytes.data(url.appendingPathComponent("config.json").path) else {
+            throw RTRLError.invalidModel("\(url.appendingPathComponent("config.json").path) is missing or unreadable")
+        }
+        let configuration = try JSONDecoder().decode(ModelConfiguration.self, from: data)
+        return try recurrentFileForm(in: directory, configuration: configuration).suffixed
+    }
+
+    private static func recurrentFileForm(in directory: String, configuration c: ModelConfiguration) throws -> (names: [LayerFileNames], suffixed: Bool) {
         let url = URL(fileURLWithPath: directory), fm = FileManager.default
         func exists(_ name: String) -> Bool { fm.fileExists(atPath: url.appendingPathComponent(name).path) }
         let plain = LayerFileNames(layer: 0, suffixed: false).all(c.cell).filter(exists)
@@ -140,13 +156,15 @@ extension Model where Scalar == Double {
         guard beyond.isEmpty || !useSuffix else {
             throw RTRLError.invalidModel("\(directory) has num_layers \(c.layerCount) but also holds \(beyond.joined(separator: ", "))")
         }
-        return names
+        return (names, useSuffix)
     }
 
     /// Writes the tensor files of `parameters` (a model's or a gradient's) into an existing
     /// directory, each file replaced atomically. Coordinate files keep exactly their pattern.
-    /// A stacked model's layers use the names with the suffix `_l{l}`; a single layer's, none.
-    public static func writeTensors(_ parameters: Parameters<Double>, cell: CellKind, to directory: String) throws {
+    /// A stacked model's layers use the names with the suffix `_l{l}`; a single layer's, none
+    /// unless `layerSuffixes` (the names of a single-layer model read from `_l0` files).
+    public static func writeTensors(_ parameters: Parameters<Double>, cell: CellKind, to directory: String,
+                                    layerSuffixes: Bool = false) throws {
         let url = URL(fileURLWithPath: directory)
         func file(_ name: String) -> String { url.appendingPathComponent(name).path }
         func vector(_ values: [Double], _ name: String) throws {
@@ -155,7 +173,7 @@ extension Model where Scalar == Double {
         let layers = parameters.upperLayers.count + 1
         do {
             for l in 0..<layers {
-                let names = LayerFileNames(layer: l, suffixed: layers > 1), layer = parameters.layer(l)
+                let names = LayerFileNames(layer: l, suffixed: layers > 1 || layerSuffixes), layer = parameters.layer(l)
                 try MatrixMarket.write(layer.weightIH, to: file(names.weightIH))
                 try MatrixMarket.write(layer.weightHH, to: file(names.weightHH))
                 try vector(layer.biasIH, names.biasIH)
