@@ -117,7 +117,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         var pattern: InfluencePattern? = nil
         if model.configuration.isStacked {
             tracker = .stacked(try StackedGradients(model: model, method: method, streams: streams, memoryBudget: memoryBudget,
-                                                    slidingTruncation: slidingTruncation))
+                                                    slidingTruncation: slidingTruncation, seed: seed))
         } else {
         switch method {
         case .rtrl, .snap:

@@ -7,7 +7,10 @@ extension StackedGradients {
         var saved = LearnerSnapshot<Scalar>.Stream(
             state: Packed(s.states.flatMap { $0 }), isInitial: s.isInitial, coreGradient: Packed(s.coreGradients.flatMap { $0 }),
             readoutWeightGradient: Packed(s.readoutWeightGradient), readoutBiasGradient: Packed(s.readoutBiasGradient))
-        if let sparse {
+        if let uoro {
+            let u = uoro.streams[b]
+            saved.estimator = [Packed(u.state), Packed(u.parameters), Packed(packGenerator(u.generator))]
+        } else if let sparse {
             saved.influence = Packed(sparse.streams[b].valueArray)
         } else if isDense {
             saved.influence = Packed(ownInfluence.flatMap { $0.streams[b].current } + s.cross.flatMap { $0 })
@@ -39,6 +42,14 @@ extension StackedGradients {
             guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
             influence = try split(values.values, ownInfluence.map { $0.streams[b].current.count } + s.cross.map(\.count), "influence matrix")
         }
+        var estimator: (state: [Scalar], parameters: [Scalar], generator: SeededGenerator)?
+        if let uoro {
+            let arrays = (saved.estimator ?? []).map(\.values)
+            guard arrays.count == 3 else { throw RTRLError.invalidInput("the checkpoint's estimator state is malformed") }
+            let u = uoro.streams[b]
+            estimator = (try restored(arrays[0], count: u.state.count, "estimator state"),
+                         try restored(arrays[1], count: u.parameters.count, "estimator parameters"), try unpackGenerator(arrays[2]))
+        }
         let records = saved.historyRecords ?? [], weights = (saved.historyWeights ?? []).map(\.values)
         guard records.count == weights.count * layerCount, weights.allSatisfy({ $0.count == s.topStateWeights.count }) else {
             throw RTRLError.invalidInput("the checkpoint's history holds \(records.count) records and \(weights.count) loss weights, not \(layerCount) records per step")
@@ -49,7 +60,11 @@ extension StackedGradients {
         s.coreGradients = gradients
         s.readoutWeightGradient = readout[0]
         s.readoutBiasGradient = bias[0]
-        if let sparse {
+        if let uoro, let estimator {
+            uoro.streams[b].state = estimator.state
+            uoro.streams[b].parameters = estimator.parameters
+            uoro.streams[b].generator = estimator.generator
+        } else if let sparse {
             sparse.streams[b].valueArray = influence[0]
         } else if isDense {
             for l in 0..<layerCount {

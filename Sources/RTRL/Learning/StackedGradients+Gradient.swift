@@ -74,6 +74,7 @@ extension StackedGradients {
         for l in 0..<layerCount { for q in 0..<s.states[l].count { s.states[l][q] = 0 } }
         s.isInitial = true
         sparse?.reset(stream: b)
+        uoro?.reset(stream: b)
         if isDense {
             for own in ownInfluence { own.reset(stream: b) }
             for l in 0..<layerCount { for t in 0..<s.cross[l].count { s.cross[l][t] = 0 } }
@@ -86,6 +87,7 @@ extension StackedGradients {
     /// Bytes of the influence (dense RTRL) or of the kept records (BPTT), all streams.
     var bytes: Int {
         if let sparse { return sparse.bytes }
+        if let uoro { return uoro.bytes }
         if isDense { return StackedGradients.denseBytes(structures: structures, streams: streams.count) }
         return streams.reduce(0) { $0 + $1.history.count * layerCount } * MemoryLayout<StepRecord<Scalar>>.stride
     }

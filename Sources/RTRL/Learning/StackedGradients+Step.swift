@@ -47,7 +47,10 @@ extension StackedGradients {
             }
         }
 
-        if let sparse {
+        if let uoro {
+            uoro.update(stream: b, models: layerModels, records: s.records)
+            uoro.accumulate(stream: b, topStateWeights: s.topStateWeights, into: &s.coreGradients)
+        } else if let sparse {
             sparse.update(stream: b, models: layerModels, records: s.records, topStateWeights: s.topStateWeights, gradients: &s.coreGradients)
         } else if isDense {
             updateDenseInfluence(stream: b)

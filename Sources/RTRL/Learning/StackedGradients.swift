@@ -34,6 +34,8 @@ final class StackedGradients<Scalar: SparseScalar> {
     let isDense: Bool
     /// Sparse exact RTRL or SnAp-n (nil for the other methods).
     let sparse: StackedSparseInfluence<Scalar>?
+    /// UORO (nil for the other methods).
+    let uoro: StackedUORO<Scalar>?
 
     final class Stream {
         var states: [[Scalar]]
@@ -103,7 +105,7 @@ final class StackedGradients<Scalar: SparseScalar> {
         return streams * values * MemoryLayout<Scalar>.stride
     }
 
-    init(model: Model<Scalar>, method: GradientMethod, streams: Int, memoryBudget: Int, slidingTruncation: Bool) throws {
+    init(model: Model<Scalar>, method: GradientMethod, streams: Int, memoryBudget: Int, slidingTruncation: Bool, seed: UInt64) throws {
         layerCount = model.layerCount
         cell = model.cell
         hiddenSize = model.hiddenSize
@@ -113,15 +115,16 @@ final class StackedGradients<Scalar: SparseScalar> {
         for st in structures { start.append(start.last! + st.layout.count) }
         parameterStart = start
         thresholdParameter = structures.map { EstimatorSupport.thresholdParameters($0.layout) }
-        var order: InfluencePattern.Order?
+        var order: InfluencePattern.Order?, isUORO = false
         switch method {
+        case .uoro: window = nil; isDense = false; isUORO = true
         case .bptt: window = nil; isDense = false
         case .tbptt(let h): window = h; isDense = false
         case .rtrlDense: window = nil; isDense = true
         case .rtrl: window = nil; isDense = false; order = .exact
         case .snap(let n): window = nil; isDense = false; order = .snap(n)
         default:
-            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet; they take bptt, tbptt-H, rtrl, rtrl-dense and snap-N")
+            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet; they take bptt, tbptt-H, rtrl, rtrl-dense, snap-N and uoro")
         }
         let layerStructures = structures
         if let order {
@@ -130,6 +133,8 @@ final class StackedGradients<Scalar: SparseScalar> {
         } else {
             sparse = nil
         }
+        uoro = isUORO ? try StackedUORO(structures: layerStructures, parameterStart: start, thresholdParameter: thresholdParameter,
+                                        streams: streams, seed: seed, memoryBudget: memoryBudget) : nil
         sliding = slidingTruncation && window != nil
         if isDense {
             let needed = StackedGradients.denseBytes(structures: structures, streams: streams)

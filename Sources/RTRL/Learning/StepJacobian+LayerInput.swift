@@ -40,3 +40,26 @@ extension StepJacobian {
         }
     }
 }
+
+extension StepJacobian {
+    /// `out += A x` (x over the layer's n inputs, out over its S state variables).
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    static func inputProduct<Scalar: SparseScalar>(weightIH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>, components: Int,
+                                                   hiddenSize k: Int, _ x: UnsafeBufferPointer<Scalar>,
+                                                   into out: UnsafeMutableBufferPointer<Scalar>) {
+        let w = weightIH.pattern, gk = weightIH.rowCount
+        weightIH.values.withUnsafeBufferPointer { wx in
+            r.inputCoefficient.withUnsafeBufferPointer { coef in
+                for j in 0..<w.columnCount {
+                    let xj = x[j]
+                    if xj == 0 { continue }
+                    for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) {
+                        let row = Int(w.rowIndices[p]), i = row % k, v = wx[p] * xj
+                        for c in 0..<components { out[c * k + i] += coef[c * gk + row] * v }
+                    }
+                }
+            }
+        }
+    }
+}
