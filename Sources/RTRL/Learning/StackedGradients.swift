@@ -123,8 +123,10 @@ final class StackedGradients<Scalar: SparseScalar> {
         case .rtrlDense: window = nil; isDense = true
         case .rtrl: window = nil; isDense = false; order = .exact
         case .snap(let n): window = nil; isDense = false; order = .snap(n)
+        case .noBackTrack:
+            throw RTRLError.invalidOption("nobacktrack does not run on stacked models (num_layers \(model.layerCount)): its split of I_t by state variable needs each row's norm, and on a stack a row spans every lower layer's parameters (O(S·p) a step, the cost of dense RTRL); stacked models take bptt, tbptt-H, rtrl, rtrl-dense, snap-N and uoro")
         default:
-            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet; they take bptt, tbptt-H, rtrl, rtrl-dense, snap-N and uoro")
+            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet (a Kronecker factor per layer is still to be built); stacked models take bptt, tbptt-H, rtrl, rtrl-dense, snap-N and uoro")
         }
         let layerStructures = structures
         if let order {
