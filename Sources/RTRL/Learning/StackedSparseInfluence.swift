@@ -176,7 +176,9 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
                             for p in Int(dp[q])..<Int(dp[q + 1]) {
                                 let source = m * size + Int(di[p])
                                 if rowMark[source] == 0 { continue }
-                                let d = dynamics[dStart + p], x = old + source * F
+                                let d = dynamics[dStart + p]
+                                if d == 0 { continue } // a quiet EGRU unit's column of D (activity sparsity)
+                                let x = old + source * F
                                 for col in 0..<f { out[col] += d * x[col] }
                             }
                             if m > l {
