@@ -233,6 +233,14 @@ final class StackedLayerTests: XCTestCase {
             let other = try SequenceGradient(model: model, sequence: b, method: method).gradient.flattened
             XCTAssertRelativelyClose(gradients[0], zip(alone, other).map { $0 + $1 }, tolerance: 1e-13, "\(method): streams")
         }
+        // One stream on 1, 2 and 3 threads (the sparse update deals the units' blocks to them): the same bits.
+        for method in [GradientMethod.rtrl, .snap(2), .snap(1)] {
+            let results = try [1, 2, 3].map { threads in
+                try SequenceGradient(model: model, sequence: a, method: method, threads: threads).gradient.flattened
+            }
+            XCTAssertEqual(results[0], results[1], "\(method): 1 and 2 threads")
+            XCTAssertEqual(results[0], results[2], "\(method): 1 and 3 threads")
+        }
         // setParameters(flat:) reaches every layer: a changed upper-layer weight changes the loss.
         let learner = try OnlineLearner(model: model, method: .bptt)
         var theta = model.parameters.flattened

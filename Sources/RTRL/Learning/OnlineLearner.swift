@@ -116,8 +116,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         let planThreads = streams == 1 ? threads : 1
         var pattern: InfluencePattern? = nil
         if model.configuration.isStacked {
-            tracker = .stacked(try StackedGradients(model: model, method: method, streams: streams, memoryBudget: memoryBudget,
-                                                    slidingTruncation: slidingTruncation, seed: seed))
+            tracker = .stacked(try StackedGradients(model: model, method: method, streams: streams, threads: planThreads,
+                                                    memoryBudget: memoryBudget, slidingTruncation: slidingTruncation, seed: seed))
         } else {
         switch method {
         case .rtrl, .snap:

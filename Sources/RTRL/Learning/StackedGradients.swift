@@ -105,7 +105,9 @@ final class StackedGradients<Scalar: SparseScalar> {
         return streams * values * MemoryLayout<Scalar>.stride
     }
 
-    init(model: Model<Scalar>, method: GradientMethod, streams: Int, memoryBudget: Int, slidingTruncation: Bool, seed: UInt64) throws {
+    /// `threads`: threads for one stream's sparse update (1 when the streams run in parallel).
+    init(model: Model<Scalar>, method: GradientMethod, streams: Int, threads: Int, memoryBudget: Int, slidingTruncation: Bool,
+         seed: UInt64) throws {
         layerCount = model.layerCount
         cell = model.cell
         hiddenSize = model.hiddenSize
@@ -131,7 +133,7 @@ final class StackedGradients<Scalar: SparseScalar> {
         let layerStructures = structures
         if let order {
             sparse = try StackedSparseInfluence(structures: layerStructures, weightIH: views.map(\.parameters.weightIH.pattern), order: order,
-                                                streams: streams, memoryBudget: memoryBudget)
+                                                streams: streams, threads: threads, memoryBudget: memoryBudget)
         } else {
             sparse = nil
         }

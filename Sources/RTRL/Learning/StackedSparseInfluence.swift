@@ -21,35 +21,42 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
     /// The most parameters of one unit: the width of the scratch rows.
     let width: Int
 
-    /// One stream's values and scratch, allocated once (raw buffers: the update's inner loops
-    /// index them without the checks of class-held arrays).
-    final class Stream {
-        let values: UnsafeMutableBufferPointer<Scalar>
-        /// Dᵀ's values of every layer, one after another (`dynamicsStart`).
-        let dynamics: UnsafeMutableBufferPointer<Scalar>
-        /// Scratch rows of `width` values over all layers' state variables (the old and new
-        /// block) and units (x̃); marks of the rows that hold values (state variables, then
-        /// units); the gradient's column sums.
+    /// Scratch rows of `width` values over all layers' state variables (the old and new block)
+    /// and units (x̃); marks of the rows that hold values (state variables, then units); the
+    /// gradient's column sums. One per thread of a stream (raw buffers, allocated once: the inner
+    /// loops index them without the checks of class-held arrays).
+    final class Scratch {
         let old: UnsafeMutableBufferPointer<Scalar>, new: UnsafeMutableBufferPointer<Scalar>, feature: UnsafeMutableBufferPointer<Scalar>
         let rowMark: UnsafeMutableBufferPointer<UInt8>, sum: UnsafeMutableBufferPointer<Scalar>
-        init(values: Int, dynamics: Int, states: Int, units: Int, width: Int) {
-            func zeros(_ n: Int) -> UnsafeMutableBufferPointer<Scalar> {
-                let b = UnsafeMutableBufferPointer<Scalar>.allocate(capacity: max(n, 1))
-                b.initialize(repeating: 0)
-                return UnsafeMutableBufferPointer(rebasing: b[0..<n])
-            }
-            self.values = zeros(values)
-            self.dynamics = zeros(dynamics)
-            old = zeros(states * width)
-            new = zeros(states * width)
-            feature = zeros(units * width)
-            sum = zeros(width)
+        init(states: Int, units: Int, width: Int) {
+            old = .zeroed(states * width)
+            new = .zeroed(states * width)
+            feature = .zeroed(units * width)
+            sum = .zeroed(width)
             rowMark = .allocate(capacity: states + units)
             rowMark.initialize(repeating: 0)
         }
         deinit {
-            for b in [values, dynamics, old, new, feature, sum] { b.baseAddress?.deallocate() }
+            for b in [old, new, feature, sum] { b.deallocate() }
             rowMark.deallocate()
+        }
+    }
+
+    /// One stream's values, D's values (every layer's, one after another: `dynamicsStart`), its
+    /// gradient of the step (all layers' parameters) and its threads' scratch.
+    final class Stream {
+        let values: UnsafeMutableBufferPointer<Scalar>
+        let dynamics: UnsafeMutableBufferPointer<Scalar>
+        let gradient: UnsafeMutableBufferPointer<Scalar>
+        let scratch: [Scratch]
+        init(values: Int, dynamics: Int, parameters: Int, scratch: [Scratch]) {
+            self.values = .zeroed(values)
+            self.dynamics = .zeroed(dynamics)
+            gradient = .zeroed(parameters)
+            self.scratch = scratch
+        }
+        deinit {
+            for b in [values, dynamics, gradient] { b.deallocate() }
         }
         /// The values as an array (checkpoints).
         var valueArray: [Scalar] {
@@ -58,18 +65,25 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
         }
     }
     let streams: [Stream]
+    /// Threads for one stream's update (units' blocks dealt in turn; nil: one thread).
+    let pool: WorkerPool?
+    let parameterStart: [Int]
 
     /// Values held by all streams, in bytes.
-    var bytes: Int { streams.count * StackedSparseInfluence.scalarsPerStream(pattern, structures, width: width) * MemoryLayout<Scalar>.stride }
-
-    /// Values and scratch of one stream, in scalars.
-    static func scalarsPerStream(_ pattern: StackedInfluencePattern, _ structures: [ModelStructure], width: Int) -> Int {
-        let states = pattern.layerCount * structures[0].graph.stateSize, units = pattern.layerCount * pattern.hiddenSize
-        let dynamics = structures.reduce(0) { $0 + $1.graph.jacobianTransposed.nonzeroCount }
-        return pattern.nonzeros + dynamics + (2 * states + units + 1) * width
+    var bytes: Int {
+        streams.count * StackedSparseInfluence.scalarsPerStream(pattern, structures, width: width, threads: streams[0].scratch.count)
+            * MemoryLayout<Scalar>.stride
     }
 
-    init(structures: [ModelStructure], weightIH: [SparsityPattern], order: InfluencePattern.Order, streams: Int,
+    /// Values and scratch of one stream, in scalars (the marks counted as scalars).
+    static func scalarsPerStream(_ pattern: StackedInfluencePattern, _ structures: [ModelStructure], width: Int, threads: Int) -> Int {
+        let states = pattern.layerCount * structures[0].graph.stateSize, units = pattern.layerCount * pattern.hiddenSize
+        let dynamics = structures.reduce(0) { $0 + $1.graph.jacobianTransposed.nonzeroCount }
+        let parameters = structures.reduce(0) { $0 + $1.layout.count }
+        return pattern.nonzeros + dynamics + parameters + threads * ((2 * states + units + 1) * width + states + units)
+    }
+
+    init(structures: [ModelStructure], weightIH: [SparsityPattern], order: InfluencePattern.Order, streams: Int, threads: Int,
          memoryBudget: Int) throws {
         let pattern = try StackedInfluencePattern(structures: structures, weightIH: weightIH, order: order,
                                                   scalarBytes: streams * MemoryLayout<Scalar>.stride, memoryBudget: memoryBudget)
@@ -107,7 +121,8 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
         var width = 1
         for unit in 0..<layers * k { width = max(width, structures[unit / k].layout.parameterCount(ofUnit: unit % k)) }
         self.width = width
-        let needed = streams * StackedSparseInfluence.scalarsPerStream(pattern, structures, width: width) * MemoryLayout<Scalar>.stride
+        let needed = streams * StackedSparseInfluence.scalarsPerStream(pattern, structures, width: width, threads: threads)
+            * MemoryLayout<Scalar>.stride
         guard needed <= memoryBudget else {
             throw RTRLError.tooLarge(what: "the \(order) influence of \(layers) stacked layers (\(pattern.nonzeros) entries and scratch, \(streams) stream(s))",
                                      neededBytes: needed, budgetBytes: memoryBudget)
@@ -115,38 +130,68 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
         var dynamicsStart = [0]
         for st in structures { dynamicsStart.append(dynamicsStart.last! + st.graph.jacobianTransposed.nonzeroCount) }
         self.dynamicsStart = dynamicsStart
+        var parameterStart = [0]
+        for st in structures { parameterStart.append(parameterStart.last! + st.layout.count) }
+        self.parameterStart = parameterStart
         self.streams = (0..<streams).map { _ in
-            Stream(values: pattern.nonzeros, dynamics: dynamicsStart.last!, states: layers * stateSize, units: layers * k, width: width)
+            Stream(values: pattern.nonzeros, dynamics: dynamicsStart.last!, parameters: parameterStart.last!,
+                   scratch: (0..<threads).map { _ in Scratch(states: layers * stateSize, units: layers * k, width: width) })
         }
+        pool = threads > 1 ? try WorkerPool(threads: threads) : nil
     }
 
     func reset(stream b: Int) { streams[b].values.update(repeating: 0) }
 
     /// One step: J ← (D J + I) on the pattern, and g += w^{L−1}ᵀ J into each layer's gradient.
     /// A unit's parameters share their rows, so each row of its block is computed for all of its
-    /// columns at once (scratch rows of `width` values: the loops over columns vectorise).
+    /// columns at once (scratch rows of `width` values: the loops over columns vectorise). With
+    /// threads, the units' blocks are dealt in turn; each block is computed the same way by any
+    /// thread, so results do not depend on the thread count.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     func update(stream b: Int, models: [Model<Scalar>], records: [StepRecord<Scalar>], topStateWeights: [Scalar],
                 gradients: inout [[Scalar]]) {
-        let st = streams[b], k = pattern.hiddenSize, layers = pattern.layerCount, components = pattern.components
-        let size = components * k, top = layers - 1, F = width
-        let values = st.values.baseAddress!, dynamics = st.dynamics.baseAddress!
-        let old = st.old.baseAddress!, new = st.new.baseAddress!, feature = st.feature.baseAddress!
-        let rowMark = st.rowMark.baseAddress!, sum = st.sum.baseAddress!
+        let st = streams[b], layers = pattern.layerCount, groups = layers * pattern.hiddenSize
         for m in 0..<layers {
             StepJacobian.dynamicsTransposed(graph: structures[m].graph, weightHH: models[m].parameters.weightHH, record: records[m],
                                             into: UnsafeMutableBufferPointer(rebasing: st.dynamics[dynamicsStart[m]..<dynamicsStart[m + 1]]))
         }
+        topStateWeights.withUnsafeBufferPointer { topWeight in
+            if let pool, st.scratch.count > 1 {
+                pool.run { thread, count in
+                    for group in stride(from: thread, to: groups, by: count) {
+                        self.update(group: group, st, st.scratch[thread], models, records, topWeight)
+                    }
+                }
+            } else {
+                for group in 0..<groups { update(group: group, st, st.scratch[0], models, records, topWeight) }
+            }
+        }
+        for l in 0..<layers {
+            gradients[l].withUnsafeMutableBufferPointer { g in
+                for t in 0..<g.count { g[t] += st.gradient[parameterStart[l] + t] }
+            }
+        }
+    }
+
+    /// One unit's block: its new values, and its parameters' gradient of the step into
+    /// `st.gradient` (written, not added: each parameter belongs to one block).
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    private func update(group: Int, _ st: Stream, _ scratch: Scratch, _ models: [Model<Scalar>], _ records: [StepRecord<Scalar>],
+                        _ topWeight: UnsafeBufferPointer<Scalar>) {
+        let k = pattern.hiddenSize, layers = pattern.layerCount, components = pattern.components
+        let size = components * k, top = layers - 1, F = width
+        let values = st.values.baseAddress!, dynamics = st.dynamics.baseAddress!
+        let old = scratch.old.baseAddress!, new = scratch.new.baseAddress!, feature = scratch.feature.baseAddress!
+        let rowMark = scratch.rowMark.baseAddress!, sum = scratch.sum.baseAddress!
         pattern.rows.withUnsafeBufferPointer { allRows in
         pattern.work.withUnsafeBufferPointer { allWork in
-        topStateWeights.withUnsafeBufferPointer { topWeight in
-        for group in 0..<layers * k {
             let l = group / k, u = group % k, layout = structures[l].layout
             let rowFirst = pattern.rowStart[group], height = pattern.rowStart[group + 1] - rowFirst
             let workFirst = pattern.workStart[group], workEnd = pattern.workStart[group + 1]
             let first = Int(layout.unitStart[u]), f = Int(layout.unitStart[u + 1]) - first
-            if f == 0 { continue }
+            if f == 0 { return }
             let own = records[l], gateRows = models[l].parameters.weightHH.rowCount
             let block = values + valueStart[group] // row-major: height × f
             // Scatter the old block into rows of the scratch (marked, so empty rows are skipped).
@@ -236,10 +281,9 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
                 }
                 rowMark[q] = 0
             }
-            gradients[l].withUnsafeMutableBufferPointer { g in for col in 0..<f { g[first + col] += sum[col] } }
+            for col in 0..<f { st.gradient[parameterStart[l] + first + col] = sum[col] }
             for x in workFirst..<workEnd { rowMark[layers * size + Int(allWork[x])] = 0 }
-        }
-        }}}
+        }}
     }
 
     /// Whether `unit` is among a group's work units (sorted).
@@ -251,5 +295,14 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
             if Int(work[mid]) < unit { lo = mid + 1 } else { hi = mid }
         }
         return lo < end && Int(work[lo]) == unit
+    }
+}
+
+extension UnsafeMutableBufferPointer where Element: SparseScalar {
+    /// A new buffer of `count` zeros (at least one element is allocated).
+    fileprivate static func zeroed(_ count: Int) -> UnsafeMutableBufferPointer<Element> {
+        let b = UnsafeMutableBufferPointer<Element>.allocate(capacity: Swift.max(count, 1))
+        b.initialize(repeating: 0)
+        return UnsafeMutableBufferPointer(start: b.baseAddress, count: count)
     }
 }
