@@ -203,10 +203,10 @@ final class StackedLayerTests: XCTestCase {
         }, mentioning: "weight_ih_l1 is 12 × 3")
     }
 
-    /// The estimators not yet carried to stacks refuse them with the reason, instead of a wrong number.
+    /// NoBackTrack refuses stacks with its reason, instead of a wrong number.
     func testOtherMethodsRefuseStacks() throws {
         let model = try stack(.lstm, layers: 2, hidden: 3, density: 1, seed: 84)
-        for method in [GradientMethod.noBackTrack, .kfRTRL, .ok(2)] {
+        for method in [GradientMethod.noBackTrack] {
             XCTAssertThrowsError(try OnlineLearner(model: model, method: method)) { error in
                 XCTAssertTrue("\(error)".contains("stacked models"), "\(method): \(error)")
             }
@@ -273,7 +273,7 @@ final class StackedLayerTests: XCTestCase {
     func testCheckpointResumesBitForBit() throws {
         let model = try stack(.egru, layers: 2, hidden: 4, density: 0.6, seed: 87, support: 0.5)
         let sequence = try Fixtures.sequence(for: model, length: 12, seed: 4, scale: 2)
-        for method in [GradientMethod.bptt, .tbptt(5), .rtrlDense, .rtrl, .snap(1), .uoro] {
+        for method in [GradientMethod.bptt, .tbptt(5), .rtrlDense, .rtrl, .snap(1), .uoro, .kfRTRL, .ok(2)] {
             let straight = try OnlineLearner(model: model, method: method)
             let first = try OnlineLearner(model: model, method: method)
             for t in 0..<12 { try straight.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]]) }
@@ -306,6 +306,38 @@ final class StackedLayerTests: XCTestCase {
             let errorS = g.groupError(size: 100), error4S = g.groupError(size: 400)
             let ratio = error4S / errorS
             XCTAssertTrue(ratio > 0.25 && ratio < 0.8, "\(what): error ratio 4S/S is \(ratio), expected ≈ 0.5")
+        }
+    }
+
+    /// KF-RTRL and OK-r on stacks: OK-r is exact while the sequence is no longer than r (each
+    /// layer's columns of J then have Kronecker rank ≤ r), KF-RTRL's first step is exact, on every
+    /// cell, and both are unbiased over 1,600 seeds.
+    func testKroneckerEstimatorsOnStacks() throws {
+        for cell in CellKind.allCases {
+            let model = try stack(cell, layers: 2, hidden: 3, density: 0.7, seed: 89, support: cell == .egru ? 0.5 : nil)
+            let sequence = try Fixtures.sequence(for: model, length: 5, seed: 6, scale: 1.5, unlabelled: 0)
+            let exact = try SequenceGradient(model: model, sequence: sequence, method: .rtrl).gradient.flattened
+            for seed: UInt64 in [1, 2] {
+                let ok = try SequenceGradient(model: model, sequence: sequence, method: .ok(5), seed: seed).gradient.flattened
+                XCTAssertRelativelyClose(ok, exact, tolerance: 1e-9, "\(cell): ok-5 over 5 steps, seed \(seed)")
+            }
+            let first = try Fixtures.sequence(for: model, length: 1, seed: 7, unlabelled: 0)
+            let kf = try SequenceGradient(model: model, sequence: first, method: .kfRTRL, seed: 3).gradient.flattened
+            XCTAssertRelativelyClose(kf, try SequenceGradient(model: model, sequence: first, method: .rtrl).gradient.flattened,
+                                     tolerance: 1e-10, "\(cell): kf-rtrl's first step")
+            // Not exact beyond its rank: OK-1 over 5 steps differs from exact RTRL.
+            let ok1 = try SequenceGradient(model: model, sequence: sequence, method: .ok(1), seed: 1).gradient.flattened
+            XCTAssertGreaterThan(relativeError(ok1, exact), 1e-6, "\(cell): ok-1 is exact over 5 steps")
+        }
+        for (cell, method) in [(CellKind.gru, GradientMethod.kfRTRL), (.lstm, .ok(2)), (.egru, .kfRTRL)] {
+            let model = try stack(cell, layers: 2, hidden: 3, density: 0.7, seed: 90, support: cell == .egru ? 0.5 : nil)
+            let sequence = try Fixtures.sequence(for: model, length: 6, seed: 5, scale: 1.5)
+            let g = try GradientSamples(model: model, sequence: sequence, method: method, seeds: 0..<1600)
+            let what = "\(cell) \(method)"
+            XCTAssertGreaterThan(g.stochastic.count, g.exact.count / 3, what)
+            XCTAssertLessThan(g.deterministicError, 1e-12, what)
+            let worst = g.zScores.map(abs).max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 4.5, "\(what): the mean is \(worst) standard errors from the exact gradient")
         }
     }
 }

@@ -69,11 +69,12 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         /// EGRU: the thresholds' exact columns of J (S × k, row-major); empty otherwise.
         var thresholds: [Scalar]
         var generator: SeededGenerator
-        let productWorkspace: BlockProductPlan.Workspace
+        /// The plans' workspaces (nil where the caller multiplies by D itself: stacked models).
+        let productWorkspace: BlockProductPlan.Workspace?
         let thresholdWorkspace: BlockProductPlan.Workspace?
 
         init(rank r: Int, features f: Int, rightLength v: Int, columns m: Int, thresholdLength e: Int, dynamics d: Int,
-             optimal: Bool, generator: SeededGenerator, productWorkspace: BlockProductPlan.Workspace,
+             optimal: Bool, generator: SeededGenerator, productWorkspace: BlockProductPlan.Workspace?,
              thresholdWorkspace: BlockProductPlan.Workspace?) {
             let n = r + 1
             left = [Scalar](repeating: 0, count: f * r)
@@ -100,7 +101,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
             MemoryLayout<Scalar>.stride * (left.count + right.count + dynamics.count + bigLeft.count + bigRight.count
                                            + thresholds.count)
                 + 8 * (leftR.count * 5 + sigma.count * 3 + work.count + leftCoefficients.count * 2 + projected.count)
-                + 8 * (reducer.rank + 1) * (reducer.rank + 3) + productWorkspace.bytes + (thresholdWorkspace?.bytes ?? 0)
+                + 8 * (reducer.rank + 1) * (reducer.rank + 3) + (productWorkspace?.bytes ?? 0) + (thresholdWorkspace?.bytes ?? 0)
         }
     }
 
@@ -212,7 +213,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         // A_j ← D A_j for every term, and E ← D E + I_ϑ.
         try st.dynamics.withUnsafeBufferPointer { dt in
             try st.right.withUnsafeMutableBufferPointer {
-                try productPlan.execute(a: dt, x: $0, additions: UnsafeBufferPointer(start: nil, count: 0), workspace: st.productWorkspace)
+                try productPlan.execute(a: dt, x: $0, additions: UnsafeBufferPointer(start: nil, count: 0), workspace: st.productWorkspace!)
             }
             if let thresholdPlan, let thresholdTerms, let workspace = st.thresholdWorkspace {
                 try st.thresholds.withUnsafeMutableBufferPointer {
@@ -228,38 +229,58 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     }
 
     /// KF-RTRL's random combination of u ⊗ DA and ĥ ⊗ Δ.
+    private func updateKF(_ st: Stream, record: StepRecord<Scalar>) {
+        record.immediateFeatures.withUnsafeBufferPointer { features in
+            Self.combineKF(st, features: features, rightLength: rightLength, newRightNorm: immediate.coefficientSquaredNorm(record).squareRoot()) {
+                immediate.addCoefficients(record, scale: $1, into: $0)
+            }
+        }
+    }
+
+    /// KF-RTRL's step on one stream's factors: u ← c1 p1 u + c2 p2 ĥ, A ← c1 (D A)/p1 + c2 Δ/p2 (the
+    /// right factor already holds D A; `addNewRight(a, scale)` adds scale · Δ into a, whose norm
+    /// is `newRightNorm`). Shared with the stacked models' form.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    private func updateKF(_ st: Stream, record: StepRecord<Scalar>) {
-        let f = featureCount
+    static func combineKF(_ st: Stream, features: UnsafeBufferPointer<Scalar>, rightLength: Int, newRightNorm: Double,
+                          addNewRight: (UnsafeMutableBufferPointer<Scalar>, Scalar) -> Void) {
+        let f = features.count
         let c1 = st.generator.nextSign(), c2 = st.generator.nextSign()
         let productNorm = st.right.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
         let uNorm = st.left.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
-        let deltaNorm = immediate.coefficientSquaredNorm(record).squareRoot()
-        let featureNorm = record.immediateFeatures.withUnsafeBufferPointer { EstimatorSupport.squaredNorm($0) }.squareRoot()
-        let p1 = EstimatorSupport.scaling(productNorm, uNorm), p2 = EstimatorSupport.scaling(deltaNorm, featureNorm)
+        let featureNorm = EstimatorSupport.squaredNorm(features).squareRoot()
+        let p1 = EstimatorSupport.scaling(productNorm, uNorm), p2 = EstimatorSupport.scaling(newRightNorm, featureNorm)
         let leftOld = Scalar(c1 * p1), leftNew = Scalar(c2 * p2)
-        for t in 0..<f { st.left[t] = leftOld * st.left[t] + leftNew * record.immediateFeatures[t] }
+        for t in 0..<f { st.left[t] = leftOld * st.left[t] + leftNew * features[t] }
         let rightOld = Scalar(c1 / p1), rightNew = Scalar(c2 / p2)
         st.right.withUnsafeMutableBufferPointer { a in
             for t in 0..<rightLength { a[t] *= rightOld }
-            immediate.addCoefficients(record, scale: rightNew, into: a)
+            addNewRight(a, rightNew)
         }
     }
 
     /// OK's reduction of the r + 1 terms to r.
+    private func updateOptimal(_ st: Stream, record: StepRecord<Scalar>) {
+        record.immediateFeatures.withUnsafeBufferPointer { features in
+            Self.reduceOptimal(st, features: features, rightLength: rightLength, rank: rank) { immediate.addCoefficients(record, scale: 1, into: $0) }
+        }
+    }
+
+    /// OK's reduction of one stream's r terms (the right factors already holding D A_j) and the new
+    /// term ĥ ⊗ Δ (`addNewRight(a)` adds Δ into a) to r terms. Shared with the stacked models' form.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    private func updateOptimal(_ st: Stream, record: StepRecord<Scalar>) {
-        let kk = rightLength, f = featureCount, r = rank, n = r + 1
+    static func reduceOptimal(_ st: Stream, features: UnsafeBufferPointer<Scalar>, rightLength kk: Int, rank r: Int,
+                              addNewRight: (UnsafeMutableBufferPointer<Scalar>) -> Void) {
+        let f = features.count, n = r + 1
         // The new term ĥ ⊗ Δ in the last columns.
         for t in 0..<(f * r) { st.bigLeft[t] = st.left[t] }
-        for t in 0..<f { st.bigLeft[f * r + t] = record.immediateFeatures[t] }
+        for t in 0..<f { st.bigLeft[f * r + t] = features[t] }
         st.bigRight.withUnsafeMutableBufferPointer { big in
             _ = st.right.withUnsafeBufferPointer { UnsafeMutableBufferPointer(rebasing: big[0..<(kk * r)]).update(fromContentsOf: $0) }
             let last = UnsafeMutableBufferPointer(rebasing: big[(kk * r)..<(kk * n)])
             last.update(repeating: 0)
-            immediate.addCoefficients(record, scale: 1, into: last)
+            addNewRight(last)
         }
         // Orthonormalise both sides; the core is R_u R_vᵀ.
         let tolerance = 64 * Double(Scalar.ulpOfOne)
@@ -308,7 +329,7 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     /// out[:, j] = Σ_i q[:, i] · c[i, j] for j < terms.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    private static func combine(_ q: [Scalar], length: Int, count n: Int, coefficients c: [Double], terms: Int, into out: inout [Scalar]) {
+    static func combine(_ q: [Scalar], length: Int, count n: Int, coefficients c: [Double], terms: Int, into out: inout [Scalar]) {
         q.withUnsafeBufferPointer { q in
             out.withUnsafeMutableBufferPointer { out in
                 for j in 0..<terms {
@@ -326,17 +347,27 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
     }
 
     /// g[θ] += Σ_j u_j[f(θ)] · (A_jᵀ w)[column(θ)]; an EGRU threshold ϑ_j gets wᵀ E[:, j].
+    override func accumulate(stream b: Int, stateWeights w: UnsafeBufferPointer<Scalar>, into g: UnsafeMutableBufferPointer<Scalar>) {
+        Self.accumulate(streams[b], rows: immediate.stateCount, columns: immediate.columnCount, features: featureCount, rank: rank,
+                        featureIndex: structure.layout.featureIndex, columnOfParameter: immediate.columnOfParameter,
+                        thresholdParameter: immediate.thresholdParameter, stateWeights: w, into: g)
+    }
+
+    /// The gradient of one stream's factors whose right factors have `rows` rows (the state
+    /// variables, or a stack's), w over those rows. Shared with the stacked models' form.
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    override func accumulate(stream b: Int, stateWeights w: UnsafeBufferPointer<Scalar>, into g: UnsafeMutableBufferPointer<Scalar>) {
-        let st = streams[b], s = immediate.stateCount, m = immediate.columnCount, f = featureCount, r = rank
+    static func accumulate(_ st: Stream, rows s: Int, columns m: Int, features f: Int, rank r: Int, featureIndex: [Int32],
+                           columnOfParameter: [Int32], thresholdParameter: [Int32], stateWeights w: UnsafeBufferPointer<Scalar>,
+                           into g: UnsafeMutableBufferPointer<Scalar>) {
+        let rightLength = s * m
         if !st.thresholds.isEmpty {
-            let k = immediate.hiddenSize
+            let k = thresholdParameter.count
             st.thresholds.withUnsafeBufferPointer { e in
                 for j in 0..<k {
                     var sum = 0.0
                     for q in 0..<s { sum += Double(w[q]) * Double(e[q * k + j]) }
-                    g[Int(immediate.thresholdParameter[j])] += Scalar(sum)
+                    g[Int(thresholdParameter[j])] += Scalar(sum)
                 }
             }
         }
@@ -357,8 +388,8 @@ final class KroneckerEstimator<Scalar: SparseScalar>: InfluenceEstimator<Scalar>
         }
         let any = st.projected.contains { $0 != 0 }
         if !any { return }
-        structure.layout.featureIndex.withUnsafeBufferPointer { feature in
-            immediate.columnOfParameter.withUnsafeBufferPointer { columnOf in
+        featureIndex.withUnsafeBufferPointer { feature in
+            columnOfParameter.withUnsafeBufferPointer { columnOf in
                 st.left.withUnsafeBufferPointer { u in
                     st.projected.withUnsafeBufferPointer { projected in
                         for t in 0..<g.count {

@@ -10,6 +10,10 @@ extension StackedGradients {
         if let uoro {
             let u = uoro.streams[b]
             saved.estimator = [Packed(u.state), Packed(u.parameters), Packed(packGenerator(u.generator))]
+        } else if let kronecker {
+            saved.estimator = kronecker.streams[b].layers.flatMap { block in
+                [Packed(block.left), Packed(block.right), Packed(packGenerator(block.generator))] + (block.thresholds.isEmpty ? [] : [Packed(block.thresholds)])
+            }
         } else if let sparse {
             saved.influence = Packed(sparse.streams[b].valueArray)
         } else if isDense {
@@ -50,6 +54,18 @@ extension StackedGradients {
             estimator = (try restored(arrays[0], count: u.state.count, "estimator state"),
                          try restored(arrays[1], count: u.parameters.count, "estimator parameters"), try unpackGenerator(arrays[2]))
         }
+        var kroneckerState: [(left: [Scalar], right: [Scalar], generator: SeededGenerator, thresholds: [Scalar])] = []
+        if let kronecker {
+            let arrays = (saved.estimator ?? []).map(\.values), blocks = kronecker.streams[b].layers
+            let per = blocks[0].thresholds.isEmpty ? 3 : 4
+            guard arrays.count == per * blocks.count else { throw RTRLError.invalidInput("the checkpoint's estimator state is malformed") }
+            for (l, block) in blocks.enumerated() {
+                let a = Array(arrays[(l * per)..<((l + 1) * per)])
+                kroneckerState.append((try restored(a[0], count: block.left.count, "estimator factors"),
+                                       try restored(a[1], count: block.right.count, "estimator factors"), try unpackGenerator(a[2]),
+                                       per == 4 ? try restored(a[3], count: block.thresholds.count, "threshold influence") : []))
+            }
+        }
         let records = saved.historyRecords ?? [], weights = (saved.historyWeights ?? []).map(\.values)
         guard records.count == weights.count * layerCount, weights.allSatisfy({ $0.count == s.topStateWeights.count }) else {
             throw RTRLError.invalidInput("the checkpoint's history holds \(records.count) records and \(weights.count) loss weights, not \(layerCount) records per step")
@@ -64,6 +80,13 @@ extension StackedGradients {
             uoro.streams[b].state = estimator.state
             uoro.streams[b].parameters = estimator.parameters
             uoro.streams[b].generator = estimator.generator
+        } else if let kronecker {
+            for (block, state) in zip(kronecker.streams[b].layers, kroneckerState) {
+                block.left = state.left
+                block.right = state.right
+                block.generator = state.generator
+                block.thresholds = state.thresholds
+            }
         } else if let sparse {
             sparse.streams[b].valueArray = influence[0]
         } else if isDense {

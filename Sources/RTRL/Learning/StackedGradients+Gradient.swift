@@ -75,6 +75,7 @@ extension StackedGradients {
         s.isInitial = true
         sparse?.reset(stream: b)
         uoro?.reset(stream: b)
+        kronecker?.reset(stream: b)
         if isDense {
             for own in ownInfluence { own.reset(stream: b) }
             for l in 0..<layerCount { for t in 0..<s.cross[l].count { s.cross[l][t] = 0 } }
@@ -88,6 +89,7 @@ extension StackedGradients {
     var bytes: Int {
         if let sparse { return sparse.bytes }
         if let uoro { return uoro.bytes }
+        if let kronecker { return kronecker.bytes }
         if isDense { return StackedGradients.denseBytes(structures: structures, streams: streams.count) }
         return streams.reduce(0) { $0 + $1.history.count * layerCount } * MemoryLayout<StepRecord<Scalar>>.stride
     }

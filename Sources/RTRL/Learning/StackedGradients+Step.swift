@@ -50,6 +50,9 @@ extension StackedGradients {
         if let uoro {
             uoro.update(stream: b, models: layerModels, records: s.records)
             uoro.accumulate(stream: b, topStateWeights: s.topStateWeights, into: &s.coreGradients)
+        } else if let kronecker {
+            kronecker.update(stream: b, models: layerModels, records: s.records)
+            kronecker.accumulate(stream: b, topStateWeights: s.topStateWeights, into: &s.coreGradients)
         } else if let sparse {
             sparse.update(stream: b, models: layerModels, records: s.records, topStateWeights: s.topStateWeights, gradients: &s.coreGradients)
         } else if isDense {

@@ -36,6 +36,8 @@ final class StackedGradients<Scalar: SparseScalar> {
     let sparse: StackedSparseInfluence<Scalar>?
     /// UORO (nil for the other methods).
     let uoro: StackedUORO<Scalar>?
+    /// KF-RTRL or OK-r (nil for the other methods).
+    let kronecker: StackedKronecker<Scalar>?
 
     final class Stream {
         var states: [[Scalar]]
@@ -117,8 +119,10 @@ final class StackedGradients<Scalar: SparseScalar> {
         for st in structures { start.append(start.last! + st.layout.count) }
         parameterStart = start
         thresholdParameter = structures.map { EstimatorSupport.thresholdParameters($0.layout) }
-        var order: InfluencePattern.Order?, isUORO = false
+        var order: InfluencePattern.Order?, isUORO = false, kroneckerRank: (optimal: Bool, rank: Int)?
         switch method {
+        case .kfRTRL: window = nil; isDense = false; kroneckerRank = (false, 1)
+        case .ok(let r): window = nil; isDense = false; kroneckerRank = (true, r)
         case .uoro: window = nil; isDense = false; isUORO = true
         case .bptt: window = nil; isDense = false
         case .tbptt(let h): window = h; isDense = false
@@ -126,9 +130,8 @@ final class StackedGradients<Scalar: SparseScalar> {
         case .rtrl: window = nil; isDense = false; order = .exact
         case .snap(let n): window = nil; isDense = false; order = .snap(n)
         case .noBackTrack:
-            throw RTRLError.invalidOption("nobacktrack does not run on stacked models (num_layers \(model.layerCount)): its split of I_t by state variable needs each row's norm, and on a stack a row spans every lower layer's parameters (O(S·p) a step, the cost of dense RTRL); stacked models take bptt, tbptt-H, rtrl, rtrl-dense, snap-N and uoro")
-        default:
-            throw RTRLError.invalidOption("\(method) does not run on stacked models (num_layers \(model.layerCount)) yet (a Kronecker factor per layer is still to be built); stacked models take bptt, tbptt-H, rtrl, rtrl-dense, snap-N and uoro")
+            throw RTRLError.invalidOption("nobacktrack does not run on stacked models (num_layers \(model.layerCount)): its split of I_t by state variable needs each row's norm, and on a stack a row spans every lower layer's parameters (O(S·p) a step, the cost of dense RTRL); stacked models take every other method")
+
         }
         let layerStructures = structures
         if let order {
@@ -136,6 +139,10 @@ final class StackedGradients<Scalar: SparseScalar> {
                                                 streams: streams, threads: threads, memoryBudget: memoryBudget)
         } else {
             sparse = nil
+        }
+        kronecker = try kroneckerRank.map {
+            try StackedKronecker(optimal: $0.optimal, rank: $0.rank, models: views, structures: layerStructures, streams: streams, seed: seed,
+                                 memoryBudget: memoryBudget)
         }
         uoro = isUORO ? try StackedUORO(structures: layerStructures, parameterStart: start, thresholdParameter: thresholdParameter,
                                         streams: streams, seed: seed, memoryBudget: memoryBudget) : nil
