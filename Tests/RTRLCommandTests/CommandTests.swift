@@ -132,7 +132,7 @@ final class CommandTests: XCTestCase {
         let pattern = try runJSON(["pattern", "--model", path, "--n", "1"])
         XCTAssertEqual(pattern["units"] as? Int, 10)
         XCTAssertEqual(pattern["layers"] as? Int, 2)
-        try assertFails(["grad", "--model", path, "--sequence", sequence, "--method", "kf-rtrl"], mentioning: "stacked")
+        try assertFails(["grad", "--model", path, "--sequence", sequence, "--method", "nobacktrack"], mentioning: "stacked")
 
         // A single layer under the _l0 names: its gradient keeps them.
         let single = try makeModel("rnn", in: dir)
