@@ -16,9 +16,8 @@ final class StackedKronecker<Scalar: SparseScalar> {
     let structures: [ModelStructure]
     let immediates: [KroneckerImmediate]
     let thresholdTerms: [ThresholdImmediate?]
-    /// Per layer (≥ 1), per unit i: the `weight_ih` entries of unit i's gate rows (column,
-    /// position, row), as `StackedSparseInfluence` lists them.
-    let inputStart: [[Int]], inputColumn: [[Int32]], inputPosition: [[Int32]], inputRow: [[Int32]]
+    /// Per layer (≥ 1), per unit: the `weight_ih` entries of its gate rows.
+    let input: StackedInputEntries
     let stateSize: Int, rows: Int, hiddenSize: Int, components: Int
 
     final class Stream {
@@ -75,24 +74,7 @@ final class StackedKronecker<Scalar: SparseScalar> {
         try EstimatorSupport.checkBudget(optimal ? "OK (rank \(rank))" : "KF-RTRL", streams: streams,
                                          bytesPerStream: MemoryLayout<Scalar>.stride * scalars + 8 * layers * (6 * n * n + 4 * n + 2 * n * rank + widest * rank),
                                          budget: memoryBudget)
-        var inputStart: [[Int]] = [], inputColumn: [[Int32]] = [], inputPosition: [[Int32]] = [], inputRow: [[Int32]] = []
-        for m in 0..<layers {
-            var lists = [[(Int32, Int32, Int32)]](repeating: [], count: k)
-            if m > 0 {
-                let w = models[m].parameters.weightIH.pattern
-                for j in 0..<w.columnCount {
-                    for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) { lists[Int(w.rowIndices[p]) % k].append((Int32(j), Int32(p), w.rowIndices[p])) }
-                }
-            }
-            inputStart.append([0] + lists.reduce(into: [Int]()) { $0.append(($0.last ?? 0) + $1.count) })
-            inputColumn.append(lists.flatMap { $0.map(\.0) })
-            inputPosition.append(lists.flatMap { $0.map(\.1) })
-            inputRow.append(lists.flatMap { $0.map(\.2) })
-        }
-        self.inputStart = inputStart
-        self.inputColumn = inputColumn
-        self.inputPosition = inputPosition
-        self.inputRow = inputRow
+        input = StackedInputEntries(weightIH: models.map(\.parameters.weightIH.pattern), hiddenSize: k)
         let rows = self.rows, immediates = self.immediates
         self.streams = (0..<streams).map { b in
             let blocks = (0..<layers).map { l in
@@ -154,9 +136,9 @@ final class StackedKronecker<Scalar: SparseScalar> {
                     models[m].parameters.weightIH.values.withUnsafeBufferPointer { wx in
                         record.inputCoefficient.withUnsafeBufferPointer { coefficient in
                             for i in 0..<k {
-                                for entry in inputStart[m][i]..<inputStart[m][i + 1] {
-                                    let source = feature.baseAddress! + Int(inputColumn[m][entry]) * width
-                                    let w = wx[Int(inputPosition[m][entry])], row = Int(inputRow[m][entry])
+                                for entry in input.start[m][i]..<input.start[m][i + 1] {
+                                    let source = feature.baseAddress! + Int(input.column[m][entry]) * width
+                                    let w = wx[Int(input.position[m][entry])], row = Int(input.row[m][entry])
                                     for c in 0..<components {
                                         let a = coefficient[c * gk + row] * w
                                         if a == 0 { continue }

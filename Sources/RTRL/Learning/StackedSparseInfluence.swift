@@ -13,9 +13,8 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
     let structures: [ModelStructure]
     /// Where each unit group's block starts in the values.
     let valueStart: [Int]
-    /// Per layer (≥ 1), per unit i: the `weight_ih` entries of unit i's gate rows, as (column,
-    /// position, row); layer 0's lists are empty.
-    let inputStart: [[Int]], inputColumn: [[Int32]], inputPosition: [[Int32]], inputRow: [[Int32]]
+    /// Per layer (≥ 1), per unit: the `weight_ih` entries of its gate rows.
+    let input: StackedInputEntries
     /// Where each layer's Dᵀ values start in a stream's `dynamics`.
     let dynamicsStart: [Int]
     /// The most parameters of one unit: the width of the scratch rows.
@@ -96,27 +95,7 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
             valueStart.append(valueStart.last! + rows * structures[unit / k].layout.parameterCount(ofUnit: unit % k))
         }
         self.valueStart = valueStart
-        var inputStart: [[Int]] = [], inputColumn: [[Int32]] = [], inputPosition: [[Int32]] = [], inputRow: [[Int32]] = []
-        for m in 0..<layers {
-            var lists = [[(Int32, Int32, Int32)]](repeating: [], count: k)
-            if m > 0 {
-                let w = weightIH[m]
-                for j in 0..<w.columnCount {
-                    for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) {
-                        let row = w.rowIndices[p]
-                        lists[Int(row) % k].append((Int32(j), Int32(p), row))
-                    }
-                }
-            }
-            inputStart.append([0] + lists.reduce(into: [Int]()) { $0.append(($0.last ?? 0) + $1.count) })
-            inputColumn.append(lists.flatMap { $0.map(\.0) })
-            inputPosition.append(lists.flatMap { $0.map(\.1) })
-            inputRow.append(lists.flatMap { $0.map(\.2) })
-        }
-        self.inputStart = inputStart
-        self.inputColumn = inputColumn
-        self.inputPosition = inputPosition
-        self.inputRow = inputRow
+        input = StackedInputEntries(weightIH: weightIH, hiddenSize: k)
         let stateSize = structures[0].graph.stateSize
         var width = 1
         for unit in 0..<layers * k { width = max(width, structures[unit / k].layout.parameterCount(ofUnit: unit % k)) }
@@ -208,10 +187,10 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
                 structures[m].graph.jacobianTransposed.rowIndices.withUnsafeBufferPointer { di in
                 models[m].parameters.weightIH.values.withUnsafeBufferPointer { wx in
                 record.inputCoefficient.withUnsafeBufferPointer { coefficient in
-                inputStart[m].withUnsafeBufferPointer { inStart in
-                inputColumn[m].withUnsafeBufferPointer { inColumn in
-                inputPosition[m].withUnsafeBufferPointer { inPosition in
-                inputRow[m].withUnsafeBufferPointer { inRow in
+                input.start[m].withUnsafeBufferPointer { inStart in
+                input.column[m].withUnsafeBufferPointer { inColumn in
+                input.position[m].withUnsafeBufferPointer { inPosition in
+                input.row[m].withUnsafeBufferPointer { inRow in
                     let gk = models[m].parameters.weightIH.rowCount
                     while w < layerWork {
                         let i = Int(allWork[w]) % k

@@ -63,3 +63,33 @@ extension StepJacobian {
         }
     }
 }
+
+/// The entries of each layer's `weight_ih` listed by the unit whose gate rows hold them, for
+/// computing A = ∂s'/∂x row by row: for layer m and unit i, entries `start[m][i] ..< start[m][i+1]`
+/// of `column` (the input j), `position` (the entry's index in the values) and `row` (its gate
+/// row). Layer 0 (which reads x, not a layer) has empty lists.
+struct StackedInputEntries: Sendable {
+    let start: [[Int]], column: [[Int32]], position: [[Int32]], row: [[Int32]]
+
+    init(weightIH: [SparsityPattern], hiddenSize k: Int) {
+        var start: [[Int]] = [], column: [[Int32]] = [], position: [[Int32]] = [], row: [[Int32]] = []
+        for (m, w) in weightIH.enumerated() {
+            var lists = [[(Int32, Int32, Int32)]](repeating: [], count: k)
+            if m > 0 {
+                for j in 0..<w.columnCount {
+                    for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) {
+                        lists[Int(w.rowIndices[p]) % k].append((Int32(j), Int32(p), w.rowIndices[p]))
+                    }
+                }
+            }
+            start.append([0] + lists.reduce(into: [Int]()) { $0.append(($0.last ?? 0) + $1.count) })
+            column.append(lists.flatMap { $0.map(\.0) })
+            position.append(lists.flatMap { $0.map(\.1) })
+            row.append(lists.flatMap { $0.map(\.2) })
+        }
+        self.start = start
+        self.column = column
+        self.position = position
+        self.row = row
+    }
+}
