@@ -90,7 +90,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     ///   - method: the gradient method (refused if its number is below 1, e.g. SnAp-0).
     ///   - streams: the number of independent streams (≥ 1), each with its own state.
     ///   - threads: threads (1 to 256): across streams with several streams, else within the
-    ///     influence update of the one stream.
+    ///     influence update of the one stream (for a stacked model, in its sparse update: rtrl
+    ///     and snap-N).
     ///   - layout: storage of a sparse influence matrix (both give the same numbers).
     ///   - skipsQuietUnits: skip the influence terms of units whose column of D is zero this step
     ///     (EGRU activity sparsity; exact, on by default).
