@@ -87,6 +87,11 @@ final class StackedLayerTests: XCTestCase {
                 let forward = try SequenceGradient(model: model, sequence: sequence, method: method)
                 XCTAssertRelativelyClose(forward.gradient.flattened, bptt.gradient.flattened, tolerance: 1e-10, "egru L=\(layers) \(method)")
             }
+            // Skipping D's zero entries (quiet units' columns) changes no bit.
+            for method in [GradientMethod.rtrl, .snap(2)] {
+                XCTAssertEqual(try SequenceGradient(model: model, sequence: sequence, method: method, skipsQuietUnits: false).gradient,
+                               try SequenceGradient(model: model, sequence: sequence, method: method).gradient, "egru L=\(layers) \(method) skipping")
+            }
             // Every layer's thresholds take part (the units fired and the pseudo-derivative was seen).
             let thresholds = [bptt.gradient.threshold] + bptt.gradient.upperLayers.map(\.threshold)
             for (l, g) in thresholds.enumerated() { XCTAssertGreaterThan(g.map(abs).max()!, 1e-6, "layer \(l)'s thresholds") }

@@ -118,7 +118,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         var pattern: InfluencePattern? = nil
         if model.configuration.isStacked {
             tracker = .stacked(try StackedGradients(model: model, method: method, streams: streams, threads: planThreads,
-                                                    memoryBudget: memoryBudget, slidingTruncation: slidingTruncation, seed: seed))
+                                                    skipsQuietUnits: skipsQuietUnits, memoryBudget: memoryBudget,
+                                                    slidingTruncation: slidingTruncation, seed: seed))
         } else {
         switch method {
         case .rtrl, .snap:

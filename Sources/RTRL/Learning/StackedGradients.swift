@@ -108,8 +108,8 @@ final class StackedGradients<Scalar: SparseScalar> {
     }
 
     /// `threads`: threads for one stream's sparse update (1 when the streams run in parallel).
-    init(model: Model<Scalar>, method: GradientMethod, streams: Int, threads: Int, memoryBudget: Int, slidingTruncation: Bool,
-         seed: UInt64) throws {
+    init(model: Model<Scalar>, method: GradientMethod, streams: Int, threads: Int, skipsQuietUnits: Bool = true, memoryBudget: Int,
+         slidingTruncation: Bool, seed: UInt64) throws {
         layerCount = model.layerCount
         cell = model.cell
         hiddenSize = model.hiddenSize
@@ -136,7 +136,8 @@ final class StackedGradients<Scalar: SparseScalar> {
         let layerStructures = structures
         if let order {
             sparse = try StackedSparseInfluence(structures: layerStructures, weightIH: views.map(\.parameters.weightIH.pattern), order: order,
-                                                streams: streams, threads: threads, memoryBudget: memoryBudget)
+                                                streams: streams, threads: threads, skipsQuietUnits: skipsQuietUnits,
+                                                memoryBudget: memoryBudget)
         } else {
             sparse = nil
         }

@@ -19,6 +19,8 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
     let dynamicsStart: [Int]
     /// The most parameters of one unit: the width of the scratch rows.
     let width: Int
+    /// Skip D's zero entries (a quiet EGRU unit's column): exact either way; off for comparison.
+    let skipsQuietUnits: Bool
 
     /// Scratch rows of `width` values over all layers' state variables (the old and new block)
     /// and units (x̃); marks of the rows that hold values (state variables, then units); the
@@ -83,7 +85,8 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
     }
 
     init(structures: [ModelStructure], weightIH: [SparsityPattern], order: InfluencePattern.Order, streams: Int, threads: Int,
-         memoryBudget: Int) throws {
+         skipsQuietUnits: Bool = true, memoryBudget: Int) throws {
+        self.skipsQuietUnits = skipsQuietUnits
         let pattern = try StackedInfluencePattern(structures: structures, weightIH: weightIH, order: order,
                                                   scalarBytes: streams * MemoryLayout<Scalar>.stride, memoryBudget: memoryBudget)
         self.pattern = pattern
@@ -160,7 +163,7 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
     private func update(group: Int, _ st: Stream, _ scratch: Scratch, _ models: [Model<Scalar>], _ records: [StepRecord<Scalar>],
                         _ topWeight: UnsafeBufferPointer<Scalar>) {
         let k = pattern.hiddenSize, layers = pattern.layerCount, components = pattern.components
-        let size = components * k, top = layers - 1, F = width
+        let size = components * k, top = layers - 1, F = width, skips = skipsQuietUnits
         let values = st.values.baseAddress!, dynamics = st.dynamics.baseAddress!
         let old = scratch.old.baseAddress!, new = scratch.new.baseAddress!, feature = scratch.feature.baseAddress!
         let rowMark = scratch.rowMark.baseAddress!, sum = scratch.sum.baseAddress!
@@ -201,7 +204,7 @@ final class StackedSparseInfluence<Scalar: SparseScalar> {
                                 let source = m * size + Int(di[p])
                                 if rowMark[source] == 0 { continue }
                                 let d = dynamics[dStart + p]
-                                if d == 0 { continue } // a quiet EGRU unit's column of D (activity sparsity)
+                                if d == 0 && skips { continue } // a quiet EGRU unit's column of D (activity sparsity)
                                 let x = old + source * F
                                 for col in 0..<f { out[col] += d * x[col] }
                             }
