@@ -18,7 +18,9 @@
 ///   M^{l−1} = ∂x^l/∂θ = diag(output scale) J^{l−1}_t (+ the threshold term), the own-layer
 ///   columns by `DenseInfluence`, the columns of lower layers here; the gradient is
 ///   w^{L−1}ᵀ J^{L−1}.
-/// The other methods refuse stacked models (checked by `OnlineLearner`).
+/// - **Sparse exact RTRL and SnAp-n**: `StackedSparseInfluence` on a `StackedInfluencePattern`.
+/// - **UORO** (`StackedUORO`), **KF-RTRL and OK-r** (`StackedKronecker`).
+/// NoBackTrack refuses stacks (its per-row split would cost as much as dense RTRL here).
 final class StackedGradients<Scalar: SparseScalar> {
     let layerCount: Int
     let cell: CellKind
