@@ -22,8 +22,10 @@ public struct StackedInfluencePattern: Sendable {
     public let layerCount: Int, hiddenSize: Int, components: Int
     /// Influence entries kept: Σ over units of |R| · components · (the unit's parameters).
     public let nonzeros: Int
-    /// Multiply-adds of one update: per parameter, the entries of D's and of A's rows over its
-    /// work units (A = ∂(layer's state)/∂(its input), one per gate entry of `weight_ih`).
+    /// Multiply-adds of one update, as it runs: per parameter, the entries of D's rows over its
+    /// work units that read kept rows, those of A's rows (A = ∂(layer's state)/∂(its input), one
+    /// per gate entry of `weight_ih`) that read work units below, the inputs' derivatives handed
+    /// up, and the gradient's top-layer rows.
     public let multiplyAddsPerStep: Int
 
     /// Per unit group (layer-major units): the kept state rows (sorted) and the work units.
@@ -53,11 +55,17 @@ public struct StackedInfluencePattern: Sendable {
                 }
             }
         }
-        // Entries of weight_ih in each unit's gate rows (layers above the bottom one).
-        var inputEntries = [Int](repeating: 0, count: total)
+        // The units of the layer below that each unit's gate rows read, one per entry of weight_ih.
+        var inputSources = [[Int32]](repeating: [], count: total)
         for m in 1..<max(layers, 1) {
-            for r in weightIH[m].rowIndices { inputEntries[m * k + Int(r) % k] += 1 }
+            let w = weightIH[m]
+            for j in 0..<w.columnCount {
+                for p in Int(w.columnPointers[j])..<Int(w.columnPointers[j + 1]) {
+                    inputSources[m * k + Int(w.rowIndices[p]) % k].append(Int32((m - 1) * k + j))
+                }
+            }
         }
+        var workMark = [Int](repeating: -1, count: total)
         var mark = [Int](repeating: -1, count: total), stamp = 0
         var hopMark = [Int](repeating: -1, count: total), backMark = [Int](repeating: -1, count: total)
         /// Adds to `set` (marked with `stamp` in `marks`) every unit above its new members.
@@ -116,14 +124,21 @@ public struct StackedInfluencePattern: Sendable {
             workStart.append(work.count)
             let f = structures[l].layout.parameterCount(ofUnit: u)
             nonzeros += components * reach.count * f
+            // What the update computes per column: D's entries from kept rows, A's from the work
+            // units below, the inputs' derivatives of the work units, the gradient's top rows.
             var perColumn = 0
+            for v in workUnits { workMark[Int(v)] = unit }
             for v in workUnits {
                 let m = Int(v) / k, i = Int(v) % k, dt = structures[m].graph.jacobianTransposed
                 for c in 0..<components {
                     let q = c * k + i
-                    perColumn += Int(dt.columnPointers[q + 1] - dt.columnPointers[q])
+                    for p in Int(dt.columnPointers[q])..<Int(dt.columnPointers[q + 1]) where mark[m * k + Int(dt.rowIndices[p]) % k] == stamp {
+                        perColumn += 1
+                    }
                 }
-                if m > l { perColumn += components * inputEntries[Int(v)] }
+                if m > l { perColumn += components * inputSources[Int(v)].filter { workMark[Int($0)] == unit }.count }
+                if m < layers - 1 { perColumn += components }
+                if m == layers - 1 && mark[Int(v)] == stamp { perColumn += components }
             }
             multiplyAdds += f * perColumn
             if nonzeros * scalarBytes > memoryBudget {
