@@ -138,7 +138,7 @@ extension StackedGradients {
     /// Adds the gradient of the losses kept in a stream's history into `gradients` (per layer,
     /// `ParameterLayout` order): backpropagation through the kept steps and down the layers.
     func backpropagate(stream b: Int, into gradients: inout [[Scalar]]) {
-        let s = streams[b], k = hiddenSize, components = cell.stateComponents, top = layerCount - 1
+        let s = streams[b], components = cell.stateComponents, top = layerCount - 1
         for l in 0..<layerCount { for q in 0..<s.adjoints[l].count { s.adjoints[l][q] = 0 } }
         for t in stride(from: s.history.count - 1, through: 0, by: -1) {
             let records = s.history[t]
@@ -153,19 +153,17 @@ extension StackedGradients {
                 }
                 if l > 0 {
                     // The adjoint of layer l's input, handed to the layer below's state (and thresholds).
-                    for j in 0..<k { s.inputAdjoint[j] = 0 }
-                    s.adjoints[l].withUnsafeBufferPointer { a in
+                    let (upper, lower) = (s.adjoints[l], l - 1)
+                    upper.withUnsafeBufferPointer { a in
                         s.inputAdjoint.withUnsafeMutableBufferPointer { e in
-                            StepJacobian.inputTransposedProduct(weightIH: model.parameters.weightIH, record: record,
-                                                                components: components, a, into: e)
+                            s.adjoints[lower].withUnsafeMutableBufferPointer { below in
+                                gradients[lower].withUnsafeMutableBufferPointer { g in
+                                    StepJacobian.handDown(weightIH: model.parameters.weightIH, record: record, below: records[lower],
+                                                          components: components, thresholdParameter: thresholdParameter[lower], a,
+                                                          scratch: e, into: below, belowGradient: g)
+                                }
+                            }
                         }
-                    }
-                    let below = records[l - 1]
-                    for c in 0..<components {
-                        for j in 0..<k { s.adjoints[l - 1][c * k + j] += s.inputAdjoint[j] * below.outputScale[c * k + j] }
-                    }
-                    if cell == .egru {
-                        for j in 0..<k { gradients[l - 1][Int(thresholdParameter[l - 1][j])] += s.inputAdjoint[j] * below.thresholdOutput[j] }
                     }
                 }
                 // a^l_{t−1} = D^lᵀ a^l_t.

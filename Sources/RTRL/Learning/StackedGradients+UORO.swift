@@ -95,26 +95,19 @@ final class StackedUORO<Scalar: SparseScalar> {
         for q in st.adjoint.indices { st.adjoint[q] = st.signs[q] }
         for l in stride(from: layers - 1, through: 0, by: -1) {
             let model = models[l], record = records[l], structure = structures[l]
-            st.adjoint.withUnsafeBufferPointer { all in
+            st.adjoint.withUnsafeMutableBufferPointer { all in
                 let a = UnsafeBufferPointer(rebasing: all[(l * size)..<((l + 1) * size)])
                 st.immediate.withUnsafeMutableBufferPointer { g in
                     let own = UnsafeMutableBufferPointer(rebasing: g[parameterStart[l]..<parameterStart[l + 1]])
                     StepJacobian.immediateTransposedProduct(structure: structure, weightHH: model.parameters.weightHH, record: record, a, into: own)
-                }
-                if l > 0 {
-                    for j in 0..<k { st.input[j] = 0 }
-                    st.input.withUnsafeMutableBufferPointer { e in
-                        StepJacobian.inputTransposedProduct(weightIH: model.parameters.weightIH, record: record, components: components, a, into: e)
+                    if l > 0 {
+                        st.input.withUnsafeMutableBufferPointer { e in
+                            StepJacobian.handDown(weightIH: model.parameters.weightIH, record: record, below: records[l - 1],
+                                                  components: components, thresholdParameter: thresholdParameter[l - 1], a, scratch: e,
+                                                  into: UnsafeMutableBufferPointer(rebasing: all[((l - 1) * size)..<(l * size)]),
+                                                  belowGradient: UnsafeMutableBufferPointer(rebasing: g[parameterStart[l - 1]..<parameterStart[l]]))
+                        }
                     }
-                }
-            }
-            if l > 0 {
-                let below = records[l - 1]
-                for c in 0..<components {
-                    for j in 0..<k { st.adjoint[(l - 1) * size + c * k + j] += st.input[j] * below.outputScale[c * k + j] }
-                }
-                if structure.graph.cell == .egru {
-                    for j in 0..<k { st.immediate[parameterStart[l - 1] + Int(thresholdParameter[l - 1][j])] += st.input[j] * below.thresholdOutput[j] }
                 }
             }
         }

@@ -93,3 +93,24 @@ struct StackedInputEntries: Sendable {
         self.row = row
     }
 }
+
+extension StepJacobian {
+    /// Hands a layer's adjoint `a` to the layer below within the step: with e = Aᵀ a (`scratch`,
+    /// k values, overwritten), `below[c·k + j] += e_j · ∂(output_j)/∂s_(c,j)` of the layer below,
+    /// and for the EGRU `belowGradient[thresholdParameter[j]] += e_j · ∂y_j/∂ϑ_j` (its thresholds'
+    /// direct path into the layer above).
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    static func handDown<Scalar: SparseScalar>(weightIH: SparseMatrix<Scalar>, record: StepRecord<Scalar>, below belowRecord: StepRecord<Scalar>,
+                                               components: Int, thresholdParameter: [Int32], _ a: UnsafeBufferPointer<Scalar>,
+                                               scratch e: UnsafeMutableBufferPointer<Scalar>, into below: UnsafeMutableBufferPointer<Scalar>,
+                                               belowGradient: UnsafeMutableBufferPointer<Scalar>) {
+        let k = e.count
+        e.update(repeating: 0)
+        inputTransposedProduct(weightIH: weightIH, record: record, components: components, a, into: e)
+        for c in 0..<components {
+            for j in 0..<k { below[c * k + j] += e[j] * belowRecord.outputScale[c * k + j] }
+        }
+        for j in 0..<thresholdParameter.count { belowGradient[Int(thresholdParameter[j])] += e[j] * belowRecord.thresholdOutput[j] }
+    }
+}
