@@ -18,15 +18,7 @@ extension OnlineLearner {
         flat.update(repeating: 0)
         let offsets = flatOffsets
         if case .stacked(let stack) = tracker {
-            var layerOffsets = [Array(offsets[0..<5])]
-            var start = model.parameters.count - model.parameters.upperLayers.reduce(0) { $0 + $1.count }
-            for layer in model.parameters.upperLayers {
-                let ih = start, hh = ih + layer.weightIH.nonzeroCount, bih = hh + layer.weightHH.nonzeroCount
-                let bhh = bih + layer.biasIH.count, th = bhh + layer.biasHH.count
-                layerOffsets.append([ih, hh, bih, bhh, th])
-                start = th + layer.threshold.count
-            }
-            stack.addGradient(into: flat, offsets: layerOffsets, readout: (offsets[5], offsets[6]))
+            stack.addGradient(into: flat)
             return
         }
         let layout = structure.layout

@@ -1,13 +1,23 @@
 /// Reading and resetting a stacked model's gradient and state.
 extension StackedGradients {
+    /// Stream b's gradient per layer (`ParameterLayout` order), the history's waiting losses
+    /// included, passed to `body` (in the scratch when there is a history: nothing is allocated).
+    private func withCoreGradients(stream b: Int, _ body: ([[Scalar]]) -> Void) {
+        let s = streams[b]
+        if s.history.isEmpty { body(s.coreGradients); return }
+        for l in 0..<layerCount { for t in 0..<scratch[l].count { scratch[l][t] = s.coreGradients[l][t] } }
+        backpropagate(stream: b, into: &scratch)
+        body(scratch)
+    }
+
     /// Every layer's gradient summed over streams, the history's waiting losses included (per
-    /// layer, `ParameterLayout` order), with the readout's gradient.
+    /// layer, `ParameterLayout` order); the readout's is in the streams.
     func coreGradients() -> [[Scalar]] {
         var total = structures.map { [Scalar](repeating: 0, count: $0.layout.count) }
-        for (b, s) in streams.enumerated() {
-            var core = s.coreGradients
-            if !s.history.isEmpty { backpropagate(stream: b, into: &core) }
-            for l in 0..<layerCount { for t in 0..<core[l].count { total[l][t] += core[l][t] } }
+        for b in streams.indices {
+            withCoreGradients(stream: b) { core in
+                for l in 0..<layerCount { for t in 0..<core[l].count { total[l][t] += core[l][t] } }
+            }
         }
         return total
     }
@@ -39,18 +49,19 @@ extension StackedGradients {
         return result
     }
 
-    /// Adds the gradient into `flat` (the order of `Parameters.flattened`); `offsets[l]` gives
-    /// layer l's tensors' starts, indexed by `ParameterLayout.Source.rawValue`, and `readout` the
-    /// readout weight's and bias's.
-    func addGradient(into flat: UnsafeMutableBufferPointer<Scalar>, offsets: [[Int]], readout: (weight: Int, bias: Int)) {
-        let cores = coreGradients()
-        for l in 0..<layerCount {
-            let layout = structures[l].layout
-            for t in 0..<layout.count { flat[offsets[l][Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += cores[l][t] }
-        }
-        for s in streams {
-            for t in 0..<s.readoutWeightGradient.count { flat[readout.weight + t] += s.readoutWeightGradient[t] }
-            for t in 0..<s.readoutBiasGradient.count { flat[readout.bias + t] += s.readoutBiasGradient[t] }
+    /// Adds the gradient into `flat` (the order of `Parameters.flattened`, at `flatOffsets`).
+    /// Allocates nothing.
+    func addGradient(into flat: UnsafeMutableBufferPointer<Scalar>) {
+        for b in streams.indices {
+            withCoreGradients(stream: b) { core in
+                for l in 0..<layerCount {
+                    let layout = structures[l].layout, offsets = flatOffsets[l]
+                    for t in 0..<layout.count { flat[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += core[l][t] }
+                }
+            }
+            let s = streams[b]
+            for t in 0..<s.readoutWeightGradient.count { flat[flatReadout.weight + t] += s.readoutWeightGradient[t] }
+            for t in 0..<s.readoutBiasGradient.count { flat[flatReadout.bias + t] += s.readoutBiasGradient[t] }
         }
     }
 

@@ -95,6 +95,12 @@ final class StackedGradients<Scalar: SparseScalar> {
     }
 
     private(set) var streams: [Stream] = []
+    /// Where each layer's tensors start in `Parameters.flattened` (indexed by
+    /// `ParameterLayout.Source.rawValue`), and the readout's.
+    let flatOffsets: [[Int]]
+    let flatReadout: (weight: Int, bias: Int)
+    /// A gradient per layer: scratch for reading a gradient with a history's losses added.
+    var scratch: [[Scalar]]
     /// Dense RTRL: each layer's own columns (one `DenseInfluence` per layer, all streams).
     let ownInfluence: [DenseInfluence<Scalar>]
 
@@ -121,6 +127,23 @@ final class StackedGradients<Scalar: SparseScalar> {
         for st in structures { start.append(start.last! + st.layout.count) }
         parameterStart = start
         thresholdParameter = structures.map { EstimatorSupport.thresholdParameters($0.layout) }
+        scratch = structures.map { [Scalar](repeating: 0, count: $0.layout.count) }
+        // Parameters.flattened: layer 0's weight_ih, weight_hh, bias_ih, bias_hh, the readout's weight
+        // and bias, layer 0's thresholds; then each upper layer's weight_ih, weight_hh, biases, thresholds.
+        var offsets: [[Int]] = [], next = 0, readout = (weight: 0, bias: 0)
+        for l in 0..<model.layerCount {
+            let layer = model.parameters.layer(l)
+            let ih = next, hh = ih + layer.weightIH.nonzeroCount, bih = hh + layer.weightHH.nonzeroCount, bhh = bih + layer.biasIH.count
+            var th = bhh + layer.biasHH.count
+            if l == 0 {
+                readout = (th, th + model.parameters.readoutWeight.values.count)
+                th = readout.bias + model.parameters.readoutBias.count
+            }
+            offsets.append([ih, hh, bih, bhh, th])
+            next = th + layer.threshold.count
+        }
+        flatOffsets = offsets
+        flatReadout = readout
         var order: InfluencePattern.Order?, isUORO = false, kroneckerRank: (optimal: Bool, rank: Int)?
         switch method {
         case .kfRTRL: window = nil; isDense = false; kroneckerRank = (false, 1)
