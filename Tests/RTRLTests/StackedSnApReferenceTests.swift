@@ -185,4 +185,19 @@ final class StackedSnApReferenceTests: XCTestCase {
             }
         }
     }
+
+    /// The pattern's entries and multiply-adds on a stack small enough to count by hand: two rnn
+    /// layers of one unit, every weight stored. Layer 0's four parameters keep both units (R_1
+    /// reaches up) and per column the update runs 5 multiply-adds: D at each layer (2), A into
+    /// layer 1 (1), layer 0's output derivative handed up (1), the gradient at the top (1). Layer
+    /// 1's four keep their own unit: D (1) and the gradient (1).
+    func testPatternCountedByHand() throws {
+        let configuration = try ModelConfiguration(cell: .rnn, inputSize: 1, hiddenSize: 1, outputSize: 2, layerCount: 2)
+        let model = try Model<Double>(random: configuration, density: 1, seed: 154)
+        for order in [InfluencePattern.Order.snap(1), .snap(2), .exact] {
+            let pattern = try StackedInfluencePattern(model: model, order: order)
+            XCTAssertEqual(pattern.nonzeros, 4 * 2 + 4 * 1, "\(order)")
+            XCTAssertEqual(pattern.multiplyAddsPerStep, 4 * 5 + 4 * 2, "\(order)")
+        }
+    }
 }

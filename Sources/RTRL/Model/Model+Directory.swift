@@ -16,18 +16,7 @@ extension Model where Scalar == Double {
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw RTRLError.invalidModel("\(directory) is not a model directory (it does not exist or is not a directory)")
         }
-        let configPath = url.appendingPathComponent("config.json").path
-        guard let data = FileBytes.data(configPath) else {
-            throw RTRLError.invalidModel("\(configPath) is missing or unreadable")
-        }
-        let configuration: ModelConfiguration
-        do {
-            configuration = try JSONDecoder().decode(ModelConfiguration.self, from: data)
-        } catch let error as RTRLError {
-            throw RTRLError.invalidModel("\(configPath): \(error.description)")
-        } catch {
-            throw RTRLError.invalidModel("\(configPath) is not a valid model configuration (\(Model.describe(error)))")
-        }
+        let configuration = try Model.configuration(inDirectory: directory)
         func path(_ name: String) throws -> String {
             let p = url.appendingPathComponent(name).path
             guard FileManager.default.fileExists(atPath: p) else {
@@ -56,7 +45,8 @@ extension Model where Scalar == Double {
             return d.values
         }
         let rows = configuration.gateRows, layers = configuration.layerCount
-        let names = try Model.recurrentFileNames(in: url.path, configuration: configuration)
+        let suffixed = try Model.usesLayerSuffixes(in: url.path, configuration: configuration)
+        let names = (0..<layers).map { LayerFileNames(layer: $0, suffixed: suffixed) }
         func layer(_ l: Int) throws -> RecurrentLayerParameters<Double> {
             let n = names[l]
             return RecurrentLayerParameters(
@@ -110,26 +100,32 @@ extension Model where Scalar == Double {
         func all(_ cell: CellKind) -> [String] { [weightIH, weightHH, biasIH, biasHH] + (cell == .egru ? [threshold] : []) }
     }
 
-    /// The recurrent tensors' file names a directory uses for each layer, after refusing one that
-    /// mixes unsuffixed and `_l{l}` names, lacks a layer's file, or holds a layer beyond
-    /// `num_layers`. A single layer may use either form (not both).
-    static func recurrentFileNames(in directory: String, configuration c: ModelConfiguration) throws -> [LayerFileNames] {
-        try recurrentFileForm(in: directory, configuration: c).names
+    /// A directory's `config.json`, with the errors naming the file.
+    static func configuration(inDirectory directory: String) throws -> ModelConfiguration {
+        let configPath = URL(fileURLWithPath: directory).appendingPathComponent("config.json").path
+        guard let data = FileBytes.data(configPath) else {
+            throw RTRLError.invalidModel("\(configPath) is missing or unreadable")
+        }
+        do {
+            return try JSONDecoder().decode(ModelConfiguration.self, from: data)
+        } catch let error as RTRLError {
+            throw RTRLError.invalidModel("\(configPath): \(error.description)")
+        } catch {
+            throw RTRLError.invalidModel("\(configPath) is not a valid model configuration (\(Model.describe(error)))")
+        }
     }
 
     /// Whether a model directory names its layers' files with the suffix `_l{l}` (always for a
     /// stacked model; for a single layer, when it uses the `_l0` names), after the same checks as
     /// reading it.
     public static func usesLayerSuffixes(directory: String) throws -> Bool {
-        let url = URL(fileURLWithPath: directory)
-        guard let data = FileBytes.data(url.appendingPathComponent("config.json").path) else {
-            throw RTRLError.invalidModel("\(url.appendingPathComponent("config.json").path) is missing or unreadable")
-        }
-        let configuration = try JSONDecoder().decode(ModelConfiguration.self, from: data)
-        return try recurrentFileForm(in: directory, configuration: configuration).suffixed
+        try usesLayerSuffixes(in: directory, configuration: configuration(inDirectory: directory))
     }
 
-    private static func recurrentFileForm(in directory: String, configuration c: ModelConfiguration) throws -> (names: [LayerFileNames], suffixed: Bool) {
+    /// The form of a directory's layer file names, after refusing one that mixes unsuffixed and
+    /// `_l{l}` names, lacks a layer's file, or holds a layer beyond `num_layers`. A single layer
+    /// may use either form (not both).
+    static func usesLayerSuffixes(in directory: String, configuration c: ModelConfiguration) throws -> Bool {
         let url = URL(fileURLWithPath: directory), fm = FileManager.default
         func exists(_ name: String) -> Bool { fm.fileExists(atPath: url.appendingPathComponent(name).path) }
         let plain = LayerFileNames(layer: 0, suffixed: false).all(c.cell).filter(exists)
@@ -156,7 +152,7 @@ extension Model where Scalar == Double {
         guard beyond.isEmpty || !useSuffix else {
             throw RTRLError.invalidModel("\(directory) has num_layers \(c.layerCount) but also holds \(beyond.joined(separator: ", "))")
         }
-        return (names, useSuffix)
+        return useSuffix
     }
 
     /// Writes the tensor files of `parameters` (a model's or a gradient's) into an existing
