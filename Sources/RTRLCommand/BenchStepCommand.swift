@@ -25,7 +25,7 @@ struct BenchStepCommand: ParsableCommand {
     @Option(help: ArgumentHelp("EGRU skipping: the column length in bytes its storage aims for by grouping units (1: one unit per block).",
                                visibility: .hidden))
     var egruColumnBytes: Int?
-    @Flag(help: "Also time the natural-gradient filter on each step's core gradient (observe, refactorise every --fisher-refactor-every steps, solve), as --optimizer natural applies it.")
+    @Flag(help: "Also time the natural-gradient filter on each step's gradient, in the trainer's blocks (observe, refactorise every --fisher-refactor-every steps, solve), as --optimizer natural applies it.")
     var natural = false
     @Option(help: "With --natural: refactorise the Fisher estimate every this many steps.") var fisherRefactorEvery: Int = 10
 
@@ -69,16 +69,14 @@ struct BenchStepCommand: ParsableCommand {
         var samples: [RooflineSample] = [], round = DurationHistogram()
         let roundSteps = 5
         var activity = 0.0, open = 0.0, workFraction = 0.0, written = 0.0
-        // The filter, on the core parameters (as the trainer applies it), timed apart from the step.
-        if natural && learner.model.layerCount > 1 {
-            throw RTRLError.invalidOption("--natural: the natural-gradient filter does not cover stacked models yet")
+        // The filter, on every parameter in the trainer's blocks (as it applies it), timed apart from the step.
+        let blocks = natural ? try learner.naturalGradientBlocks() : nil
+        let filter = try blocks.map {
+            try NaturalGradientPreconditioner(blockStarts: $0.blockStarts, options: .init(refactorInterval: fisherRefactorEvery))
         }
-        let filter = natural
-            ? try NaturalGradientPreconditioner(layout: learner.structure.layout,
-                                                options: .init(refactorInterval: fisherRefactorEvery))
-            : nil
+        var flatGradient = [S](repeating: 0, count: natural ? learner.flatParameterCount : 0)
         var filterTimes = DurationHistogram(), filterTotal = 0.0
-        var direction = [S](repeating: 0, count: filter?.parameterCount ?? 0)
+        var gathered = [S](repeating: 0, count: filter?.parameterCount ?? 0), direction = gathered
         for step in 0..<(warmup + steps) {
             if let probe, step >= warmup, (step - warmup) % roundSteps == 0 {
                 if round.count > 0 {
@@ -92,10 +90,11 @@ struct BenchStepCommand: ParsableCommand {
             for b in targets.indices { targets[b] = Int.random(in: 0..<o, using: &rng) }
             let seconds = try Stopwatch.time { try learner.step(inputs: inputs, targets: targets) }
             let referenceSeconds = try reference.map { r in try Stopwatch.time { try r.step(inputs: inputs, targets: targets) } }
-            if let filter {
-                let gradient = learner.structure.layout.gather(learner.gradient())   // untimed: allocates
+            if let filter, let blocks {
+                try flatGradient.withUnsafeMutableBufferPointer { try learner.gradient(into: $0) }   // untimed
                 learner.resetGradient()
-                let filterSeconds = try gradient.withUnsafeBufferPointer { g in
+                for t in blocks.flatIndex.indices { gathered[t] = flatGradient[blocks.flatIndex[t]] }
+                let filterSeconds = try gathered.withUnsafeBufferPointer { g in
                     try direction.withUnsafeMutableBufferPointer { d in try Stopwatch.time { try filter.direction(for: g, into: d) } }
                 }
                 if step >= warmup { filterTimes.add(filterSeconds); filterTotal += filterSeconds }

@@ -20,7 +20,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Independent streams.") var batch: Int = 1
     @Option(parsing: .unconditional, help: "Total steps.") var steps: Int = 20_000
     @Option(help: "sgd, adam or natural.") var optimizer: OptimizerKind = .adam
-    @Option(help: "Learning rate.") var lr: Double = 3e-3
+    @Option(help: "Learning rate (default: 0.003 for sgd and adam, 1 for natural: the Kalman filter's step η/(t0 + t) with η = 1).")
+    var lr: Double?
     @Option(help: "Largest gradient norm of an update (0: no clipping).") var clip: Double = 1
     @Option(help: "Steps between parameter updates.") var updateEvery: Int = 1
     @Option(help: "Random seed (model, data, stochastic methods).") var seed: UInt64 = 0
@@ -34,12 +35,12 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Start from this model directory.") var model: String?
     @Option(help: "Sequence length of the add task.") var addLength: Int = 10
     @Option(help: "Steps between a symbol and its recall in the delay task.") var lag: Int = 16
-    @Option(help: "Natural-gradient filter (--optimizer natural): exponential forgetting factor of the Fisher estimate.")
-    var fisherDecay: Double = 0.99
-    @Option(help: "Natural-gradient filter: average the Fisher estimate with weights 1/(t0 + t) after a prior worth t0 observations (the Kalman filter; replaces --fisher-decay).")
-    var fisherPriorWeight: Double?
-    @Option(help: "Natural-gradient filter: the prior Fisher matrix F0 = this · I (with --fisher-prior-weight).")
-    var fisherPrior: Double = 1
+    @Option(help: "Natural-gradient filter (--optimizer natural): forget the Fisher estimate exponentially with this factor instead of the Kalman filter's averaging.")
+    var fisherDecay: Double?
+    @Option(help: "Natural-gradient filter: average the Fisher estimate with weights 1/(t0 + t) after a prior worth t0 = this many observations (the Kalman filter; the default schedule).")
+    var fisherPriorWeight: Double = 100
+    @Option(help: "Natural-gradient filter: the prior Fisher matrix F0 = this · I (with the averaging schedule).")
+    var fisherPrior: Double = 1e-2
     @Option(help: "Natural-gradient filter: damping λ relative to the Fisher estimate's average diagonal.")
     var fisherDamping: Double = 1e-3
     @Option(help: "Natural-gradient filter: refactorise the Fisher estimate every this many updates.")
@@ -65,11 +66,12 @@ struct TrainCommand: ParsableCommand {
                     start = try Model<Double>(random: configuration, density: density,
                                               independentGateMasks: independentGateMasks, seed: seed)
                 }
-                let schedule: NaturalGradientPreconditioner.Schedule = fisherPriorWeight.map { .averaging(priorWeight: $0) }
-                    ?? .exponential(decay: fisherDecay)
+                let schedule: NaturalGradientPreconditioner.Schedule = fisherDecay.map { .exponential(decay: $0) }
+                    ?? .averaging(priorWeight: fisherPriorWeight)
                 let filter = NaturalGradientPreconditioner.Options(schedule: schedule, priorFisher: fisherPrior, damping: fisherDamping,
                                                                    refactorInterval: fisherRefactorEvery)
-                let settings = try TrainingConfiguration(method: GradientMethod(parsing: method), optimizer: optimizer, learningRate: lr, clip: clip,
+                let settings = try TrainingConfiguration(method: GradientMethod(parsing: method), optimizer: optimizer,
+                                                         learningRate: lr ?? (optimizer == .natural ? 1 : 3e-3), clip: clip,
                                                          updateEvery: updateEvery, threads: threads, seed: seed, filter: filter)
                 trainer = try Trainer(model: start, task: task, configuration: settings)
             }

@@ -249,13 +249,16 @@ final class CommandTests: XCTestCase {
         let bare = try runJSON(["bench", "step", "--model", path, "--method", "snap-2", "--steps", "3", "--no-roofline"])
         XCTAssertNil(bare["roofline_fraction"])
         XCTAssertNil(bare["filter_seconds_per_step"])
-        // --natural: the filter over the core parameters, one block per unit (Σ f_i(f_i + 1)/2 entries).
+        // --natural: the filter over every parameter, one block per hidden unit (f_i core parameters)
+        // and one per class (k readout weights and a bias): Σ f(f + 1)/2 entries.
         let natural = try runJSON(["bench", "step", "--model", path, "--method", "nobacktrack", "--steps", "12", "--natural",
                                    "--fisher-refactor-every", "5", "--no-roofline"])
         let model = try Model<Double>(directory: path)
         let layout = ModelStructure(model).layout
-        XCTAssertEqual(natural["filter_parameters"] as? Int, layout.count)
-        let entries = (0..<model.hiddenSize).reduce(0) { sum, i in let f = layout.parameterCount(ofUnit: i); return sum + f * (f + 1) / 2 }
+        let k = model.hiddenSize, classes = model.outputSize
+        XCTAssertEqual(natural["filter_parameters"] as? Int, layout.count + classes * (k + 1))
+        let entries = (0..<k).reduce(0) { sum, i in let f = layout.parameterCount(ofUnit: i); return sum + f * (f + 1) / 2 }
+            + classes * (k + 1) * (k + 2) / 2
         XCTAssertEqual(natural["filter_entries"] as? Int, entries)
         XCTAssertNotNil(natural["filter_seconds_per_step"] as? Double, "the filter's time is reported")
         XCTAssertEqual(natural["filter_refactor_every"] as? Int, 5)

@@ -107,13 +107,14 @@ final class EstimatorNaturalGradientTests: XCTestCase {
     }
 
     /// The direction is a descent direction ((F̂ + λI)⁻¹ is SPD), scale-invariant through the
-    /// relative damping, and invalid inputs and options are refused.
+    /// relative damping with the exponential schedule (a prior, as the averaging schedule has,
+    /// sets a scale), and invalid inputs and options are refused.
     func testDescentScaleInvarianceAndErrors() throws {
         let model = try Fixtures.model(.rnn, inputs: 3, hidden: 6, outputs: 4, density: 0.5, seed: 93)
         let layout = ModelStructure(model).layout
         let gradients = try Self.gradients(model, steps: 20, seed: 94)
-        let a = try NaturalGradientPreconditioner(layout: layout)
-        let b = try NaturalGradientPreconditioner(layout: layout)
+        let a = try NaturalGradientPreconditioner(layout: layout, options: .init(decay: 0.99))
+        let b = try NaturalGradientPreconditioner(layout: layout, options: .init(decay: 0.99))
         for g in gradients {
             let d = try a.direction(for: g)
             XCTAssertGreaterThan(zip(d, g).reduce(0) { $0 + $1.0 * $1.1 }, 0, "not a descent direction")
@@ -135,7 +136,7 @@ final class EstimatorNaturalGradientTests: XCTestCase {
             guard case RTRLError.tooLarge = error else { return XCTFail("\(error)") }
         }
         // Before any observation there is no factor; F̂ = g gᵀ after one; a reset starts again.
-        let c = try NaturalGradientPreconditioner(blockStarts: [0, 2, 5])
+        let c = try NaturalGradientPreconditioner(blockStarts: [0, 2, 5], options: .init(decay: 0.99))
         let input = [1.0, 2, 3, 4, 5]
         var output = [Double](repeating: 0, count: 5)
         XCTAssertThrowsError(try input.withUnsafeBufferPointer { i in try output.withUnsafeMutableBufferPointer { try c.solve(i, into: $0) } })

@@ -242,4 +242,55 @@ final class KalmanFilterTests: XCTestCase {
         XCTAssertThrowsError(try TrainingConfiguration(method: .rtrl, filter: .init(decay: 1)))
         XCTAssertThrowsError(try TrainingConfiguration(method: .rtrl, filter: .init(schedule: .averaging(priorWeight: -1))))
     }
+
+    /// The trainer's natural step covers every parameter, block by block: each hidden unit's
+    /// (its rows of weight_ih and weight_hh and its biases) and each output class's (its row of
+    /// the readout weight and its bias). At the first update of the averaging schedule with no
+    /// damping, F̂ = (t₀f₀I + g gᵀ)/(t₀ + 1) on a block, so by Sherman–Morrison the step η/(t₀ + 1) ·
+    /// F̂⁻¹g is η g_b/(t₀f₀ + ‖g_b‖²) on block b — checked against the gradient an SGD twin (rate 1)
+    /// applies, with the blocks read off the model's tensors by position.
+    func testTrainerPreconditionsEveryUnitAndClassBlockByBlock() throws {
+        let (t0, f0, eta) = (20.0, 0.05, 0.7)
+        let filter = NaturalGradientPreconditioner.Options(schedule: .averaging(priorWeight: t0), priorFisher: f0, damping: 0,
+                                                           refactorInterval: 1)
+        func trained(_ optimizer: Optimizer<Double>.Kind, rate: Double) throws -> (Parameters<Double>, Parameters<Double>) {
+            let model = try Model<Double>(random: try ModelConfiguration(cell: .rnn, inputSize: 4, hiddenSize: 6, outputSize: 4),
+                                          density: 0.5, seed: 11)
+            // One update after 30 steps, so the copy task's targets have given the readout a gradient.
+            let trainer = try Trainer(model: model, task: CopyTask(streams: 2, seed: 11), configuration: try TrainingConfiguration(
+                method: .rtrl, optimizer: optimizer, learningRate: rate, clip: 0, updateEvery: 30, seed: 11, filter: filter))
+            for _ in 0..<30 { try trainer.trainStep() }
+            return (model.parameters, trainer.model.parameters)
+        }
+        let (before, natural) = try trained(.natural, rate: eta)
+        let (_, sgd) = try trained(.sgd, rate: 1)
+        let k = 6, inputs = 4, classes = 4
+        let ih0 = before.weightIH.denseColumnMajor(), hh0 = before.weightHH.denseColumnMajor()
+        func unitBlock(_ p: Parameters<Double>, _ i: Int) -> [Double] {
+            let ih = p.weightIH.denseColumnMajor(), hh = p.weightHH.denseColumnMajor()
+            var block: [Double] = []
+            for j in 0..<inputs { block.append(ih[i + j * k] - ih0[i + j * k]) }
+            for j in 0..<k { block.append(hh[i + j * k] - hh0[i + j * k]) }
+            block.append(p.biasIH[i] - before.biasIH[i])
+            block.append(p.biasHH[i] - before.biasHH[i])
+            return block
+        }
+        func classBlock(_ p: Parameters<Double>, _ c: Int) -> [Double] {
+            var block: [Double] = (0..<k).map { p.readoutWeight[c, $0] - before.readoutWeight[c, $0] }
+            block.append(p.readoutBias[c] - before.readoutBias[c])
+            return block
+        }
+        var blocks: [([Double], [Double])] = (0..<k).map { (unitBlock(natural, $0), unitBlock(sgd, $0)) }
+        for c in 0..<classes { blocks.append((classBlock(natural, c), classBlock(sgd, c))) }
+        var checked = 0
+        for block in blocks {
+            let g = block.1.map { -$0 }
+            let squared = g.reduce(0) { $0 + $1 * $1 }
+            let expected = g.map { -eta * $0 / (t0 * f0 + squared) }
+            XCTAssertGreaterThan(squared, 0, "every block has a gradient")
+            XCTAssertLessThanOrEqual(relativeDifference(block.0, expected), 1e-10)
+            checked += 1
+        }
+        XCTAssertEqual(checked, k + classes)
+    }
 }

@@ -32,12 +32,14 @@ final class TypedAPITests: XCTestCase {
 
     /// The configuration is typed, and its JSON form (in checkpoints) keeps the command-line
     /// names: a document written by hand in that form decodes to the typed values, and encoding
-    /// gives the names back.
+    /// gives the names back. A document without filter settings (written before they existed)
+    /// gets the exponential schedule, the only one then.
     func testTrainingConfigurationJSONKeepsCommandLineNames() throws {
         let json = #"{"method":"tbptt-16","optimizer":"natural","learningRate":0.5,"clip":2,"updateEvery":3,"threads":2,"seed":9,"layout":"generic"}"#
         let decoded = try JSONDecoder().decode(TrainingConfiguration.self, from: Data(json.utf8))
         XCTAssertEqual(decoded, try TrainingConfiguration(method: .tbptt(16), optimizer: .natural, learningRate: 0.5, clip: 2,
-                                                          updateEvery: 3, threads: 2, seed: 9, layout: .stateMajor))
+                                                          updateEvery: 3, threads: 2, seed: 9, layout: .stateMajor,
+                                                          filter: .init(decay: 0.99)))
         let object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(decoded)) as? [String: Any]
         XCTAssertEqual(object?["method"] as? String, "tbptt-16")
         XCTAssertEqual(object?["layout"] as? String, "generic")

@@ -23,31 +23,35 @@ import Foundation
 /// with F̂ = F / (1 − decayᵗ) (bias-corrected, so the first steps are not dominated by the zero
 /// start); then one solve with the current factor (O(Σ f_i²)).
 ///
-/// **Schedules and observations.** The default schedule forgets exponentially and observes
-/// gradients (`direction(for:into:)`: the empirical Fisher g̃ g̃ᵀ). The filter of the papers is
-/// the other combination: the averaging schedule (weights 1/(t₀ + t) after a prior F₀ = f₀·I worth
-/// t₀ observations) fed the true Fisher of the output through ``observe(factors:weights:)`` (x xᵀ
-/// for a linear output with unit Gaussian noise, ``softmaxFisherFactors(probabilities:logitJacobian:into:)``
-/// for a softmax), stepped by η/(t₀ + t); with η = 1 on a linear-Gaussian model it is recursive
-/// least squares, exactly (`Tests/RTRLTests/KalmanFilterTests.swift` checks that to 1e-10, for
-/// one block and block by block, and the softmax Fisher against a dense computation).
+/// **Schedules and observations.** Two schedules average observations into F̂. The default is the
+/// static-parameter Kalman filter: the averaging schedule (weights 1/(t₀ + t) after a prior
+/// F₀ = f₀·I worth t₀ observations), stepped by η/(t₀ + t). Fed the true Fisher of the output
+/// through ``observe(factors:weights:)`` (x xᵀ for a linear output with unit Gaussian noise,
+/// ``softmaxFisherFactors(probabilities:logitJacobian:into:)`` for a softmax), with η = 1 on a
+/// linear-Gaussian model it is recursive least squares, exactly
+/// (`Tests/RTRLTests/KalmanFilterTests.swift` checks that to 1e-10, for one block and block by
+/// block, and the softmax Fisher against a dense computation). The other schedule forgets
+/// exponentially (`decay`). `direction(for:into:)` observes the gradient itself (the empirical
+/// Fisher g̃ g̃ᵀ), which is what the trainer feeds it.
 ///
-/// **Defaults, and why.**
-/// - `decay` = 0.99: the Kalman filter's fading memory (its process noise) turns the 1/t
-///   averaging of the static-parameter filter into an exponential average; 0.99 remembers about
-///   100 steps, enough rank-one terms to make blocks of a hundred or so parameters (a unit of a
-///   128-unit RNN) well conditioned, while following the Fisher matrix as θ drifts.
+/// **Defaults, and why** (measured on the package's copy and delayed-recall tasks, Docs/RESULTS.md).
+/// - The averaging schedule with t₀ = 100 and f₀ = 10⁻², stepped by η/(t₀ + t) with η = 1 (the
+///   trainer's default rate for `--optimizer natural`): the prior covariance is P₀ = (t₀f₀)⁻¹ I
+///   = I, so the first step on a block b is η g_b/(1 + ‖g_b‖²) — an SGD step of rate η that the
+///   observation itself caps at ½ in length — and later steps shrink as information accumulates,
+///   as the filter's do. The exponential schedule (decay 0.99), the default before, made F̂ ≈ the
+///   last 100 gradients' g gᵀ: its step ~ g/‖g‖² grows as gradients vanish, and with the readout
+///   preconditioned too it diverged on the copy task at every rate tried (10⁻³ … 10⁻¹).
 /// - `damping` λ = 10⁻³ · tr(F̂)/p: relative to the average diagonal, so the direction is
-///   invariant to the scale of the loss (gradients × c give directions × 1/c); it bounds the
-///   step in directions the last ~100 gradients have not explored (F̂ has rank ≤ the number of
-///   observations) to 1000× the inverse of the average curvature — the trust-region role of the
-///   filter's prior covariance — and keeps F̂ + λI safely positive definite (λ ≥ 10⁻³/p of any
-///   block's largest eigenvalue, far above rounding). Only while F̂ is exactly zero (no
-///   gradient, or only zero gradients, observed) is λ = `minimumDamping` (10⁻⁸) instead.
+///   invariant to the scale of the loss (gradients × c give directions × 1/c); it keeps F̂ + λI
+///   safely positive definite (λ ≥ 10⁻³/p of any block's largest eigenvalue, far above
+///   rounding) and bounds the step in directions nothing has explored where there is no prior.
+///   Only while F̂ is exactly zero (no prior, and only zero gradients observed) is
+///   λ = `minimumDamping` (10⁻⁸) instead.
 /// - `refactorInterval` m = 10: a refactorisation costs Σ f_i³/3, a solve or an update 2Σ f_i²;
 ///   with f_i ≈ 100 that is ~15 updates' worth, so every 10 steps the factorisation costs about
-///   as much as the per-step work, and in 10 steps F changes by ≈ 1 − 0.99¹⁰ ≈ 10% — a stale
-///   preconditioner that the damping absorbs (any SPD matrix gives a descent direction).
+///   as much as the per-step work, and in 10 steps F̂ changes by at most 10/(t₀ + t) ≤ 10% — a
+///   stale preconditioner that the damping absorbs (any SPD matrix gives a descent direction).
 public final class NaturalGradientPreconditioner {
     /// How observations are averaged into the Fisher estimate F̂.
     public enum Schedule: Sendable, Hashable, Codable {
@@ -64,7 +68,7 @@ public final class NaturalGradientPreconditioner {
 
     /// The filter's settings (see the type's documentation for the defaults).
     public struct Options: Sendable, Hashable, Codable {
-        /// How observations are averaged (exponential forgetting by default).
+        /// How observations are averaged (the Kalman filter's averaging by default).
         public var schedule: Schedule
         /// The exponential schedule's forgetting factor (1 for the averaging schedule); setting it
         /// selects the exponential schedule.
@@ -81,9 +85,8 @@ public final class NaturalGradientPreconditioner {
         /// Refactorise every this many steps (≥ 1).
         public var refactorInterval: Int
 
-        /// The exponential schedule with the documented defaults (see the type's documentation
-        /// for why).
-        public init(decay: Double = 0.99, damping: Double = 1e-3, minimumDamping: Double = 1e-8, refactorInterval: Int = 10) {
+        /// The exponential schedule with forgetting factor `decay` (0.99 remembers about 100 steps).
+        public init(decay: Double, damping: Double = 1e-3, minimumDamping: Double = 1e-8, refactorInterval: Int = 10) {
             self.schedule = .exponential(decay: decay)
             self.priorFisher = 0
             self.damping = damping
@@ -91,10 +94,12 @@ public final class NaturalGradientPreconditioner {
             self.refactorInterval = refactorInterval
         }
 
-        /// Any schedule. For the averaging schedule, `damping` may be 0 when the prior makes F̂
-        /// positive definite (`priorWeight` · `priorFisher` > 0).
-        public init(schedule: Schedule, priorFisher: Double = 0, damping: Double = 1e-3, minimumDamping: Double = 1e-8,
-                    refactorInterval: Int = 10) {
+        /// Any schedule; with no arguments, the documented defaults (the Kalman filter's averaging
+        /// with t₀ = 100 and F₀ = 10⁻²·I; see the type's documentation for why). For the averaging
+        /// schedule, `damping` may be 0 when the prior makes F̂ positive definite (`priorWeight` ·
+        /// `priorFisher` > 0).
+        public init(schedule: Schedule = .averaging(priorWeight: 100), priorFisher: Double = 1e-2, damping: Double = 1e-3,
+                    minimumDamping: Double = 1e-8, refactorInterval: Int = 10) {
             self.schedule = schedule
             self.priorFisher = priorFisher
             self.damping = damping

@@ -212,3 +212,39 @@ extension OnlineLearner {
         stepCount = snapshot.stepCount
     }
 }
+
+/// The blocks of the natural-gradient filter over every parameter of a single-layer model:
+/// one per hidden unit (the core parameters writing it, in `ParameterLayout`'s order), then one
+/// per output class (its row of the readout weight, then its bias) — the unit-wise Fisher
+/// blocks of every unit of the network, hidden and output, so that one learning rate serves
+/// both.
+public struct NaturalGradientBlocks: Sendable, Hashable {
+    /// Position t of the filter's numbering is parameter `flatIndex[t]` of `Parameters.flattened`.
+    public let flatIndex: [Int]
+    /// Block b holds positions `blockStarts[b] ..< blockStarts[b + 1]` (for
+    /// ``NaturalGradientPreconditioner/init(blockStarts:options:memoryBudget:)``).
+    public let blockStarts: [Int]
+    /// How many of the blocks are hidden units' (the rest are output classes').
+    public let unitBlockCount: Int
+}
+
+extension OnlineLearner {
+    /// The natural-gradient filter's blocks over this model's parameters. Throws
+    /// `RTRLError.invalidOption` for a stacked model, which the filter does not cover.
+    public func naturalGradientBlocks() throws -> NaturalGradientBlocks {
+        guard model.layerCount == 1 else {
+            throw RTRLError.invalidOption("the natural-gradient filter does not cover stacked models (num_layers \(model.layerCount)) yet")
+        }
+        let layout = structure.layout, offsets = flatOffsets
+        var index = (0..<layout.count).map { offsets[Int(layout.source[$0].rawValue)] + Int(layout.storage[$0]) }
+        var starts = layout.unitStart.map { Int($0) }
+        let readout = model.parameters.readoutWeight, classes = readout.rowCount
+        for c in 0..<classes {
+            // The readout weight is column-major: class c's row is strided by the class count.
+            for j in 0..<readout.columnCount { index.append(offsets[5] + c + j * classes) }
+            index.append(offsets[6] + c)
+            starts.append(index.count)
+        }
+        return NaturalGradientBlocks(flatIndex: index, blockStarts: starts, unitBlockCount: layout.unitStart.count - 1)
+    }
+}

@@ -3,14 +3,14 @@ import Foundation
 /// The optimisers a `Trainer` can use, by the names the `rtrl` command takes.
 ///
 /// `sgd` and `adam` act on the gradient; `natural` is an SGD step along the natural-gradient
-/// direction (F̂ + λI)⁻¹ g of the core parameters (NoBackTrack's Kalman-like variant; the
-/// trainer applies the preconditioner, the readout keeps its plain gradient).
+/// direction (F̂ + λI)⁻¹ g of every parameter, block by block (NoBackTrack's Kalman-like
+/// variant; the trainer applies the preconditioner in the blocks of `NaturalGradientBlocks`).
 public enum OptimizerKind: String, Codable, CaseIterable, Hashable, Sendable {
     /// Plain stochastic gradient descent, θ ← θ − η g.
     case sgd
     /// Adam (Kingma & Ba), with bias-corrected moments.
     case adam
-    /// SGD along the natural-gradient direction of the core parameters.
+    /// SGD along the natural-gradient direction of every parameter (core and readout).
     case natural
 }
 

@@ -19,9 +19,10 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
     public var seed: UInt64
     /// How sparse influence matrices are stored (same numbers either way, to rounding).
     public var layout: InfluenceLayout
-    /// The natural-gradient filter's settings (used with ``OptimizerKind/natural``). With the
-    /// averaging schedule the core parameters' step is η·(F̂ + λI)⁻¹g/(t₀ + t), the Kalman
-    /// filter's; with the exponential one it is η·(F̂ + λI)⁻¹g.
+    /// The natural-gradient filter's settings (used with ``OptimizerKind/natural``). Every
+    /// parameter moves, in the blocks of ``NaturalGradientBlocks`` (one per hidden unit, one per
+    /// output class): with the averaging schedule (the default) by η·(F̂ + λI)⁻¹g/(t₀ + t), the
+    /// Kalman filter's step; with the exponential one by η·(F̂ + λI)⁻¹g.
     public var filter: NaturalGradientPreconditioner.Options
 
     /// Settings for a run; throws for a method with a number below 1, a learning rate that is not
@@ -61,7 +62,9 @@ public struct TrainingConfiguration: Codable, Hashable, Sendable {
                       learningRate: c.decode(Double.self, forKey: .learningRate), clip: c.decode(Double.self, forKey: .clip),
                       updateEvery: c.decode(Int.self, forKey: .updateEvery), threads: c.decode(Int.self, forKey: .threads),
                       seed: c.decode(UInt64.self, forKey: .seed), layout: c.decode(InfluenceLayout.self, forKey: .layout),
-                      filter: c.decodeIfPresent(NaturalGradientPreconditioner.Options.self, forKey: .filter) ?? .init())
+                      filter: c.decodeIfPresent(NaturalGradientPreconditioner.Options.self, forKey: .filter)
+                          // Written before the filter had settings: the exponential schedule was the only one.
+                          ?? .init(decay: 0.99))
     }
 }
 
@@ -115,9 +118,11 @@ public final class Trainer<Scalar: SparseScalar> {
     private var targets: [Int]
     private var theta: [Scalar]
     private var gradient: [Scalar]
-    /// For the natural-gradient optimiser: the preconditioner and θ-ordered scratch.
+    /// For the natural-gradient optimiser: the preconditioner, the flat index of each parameter
+    /// it covers (in its block order), and scratch in that order.
     var preconditioner: NaturalGradientPreconditioner?
-    private var core: [Scalar] = []
+    private var preconditionedIndex: [Int] = []
+    private var preconditioned: [Scalar] = []
     /// For tests: called after each file of a checkpoint is written (a throw interrupts it).
     var afterCheckpointFile: ((String) throws -> Void)?
 
@@ -143,11 +148,10 @@ public final class Trainer<Scalar: SparseScalar> {
         theta = model.parameters.flattened
         gradient = [Scalar](repeating: 0, count: theta.count)
         if configuration.optimizer == .natural {
-            guard model.layerCount == 1 else {
-                throw RTRLError.invalidOption("the natural-gradient filter does not cover stacked models (num_layers \(model.layerCount)) yet")
-            }
-            preconditioner = try NaturalGradientPreconditioner(layout: learner.structure.layout, options: configuration.filter)
-            core = [Scalar](repeating: 0, count: learner.structure.layout.count)
+            let blocks = try learner.naturalGradientBlocks()
+            preconditioner = try NaturalGradientPreconditioner(blockStarts: blocks.blockStarts, options: configuration.filter)
+            preconditionedIndex = blocks.flatIndex
+            preconditioned = [Scalar](repeating: 0, count: blocks.flatIndex.count)
         }
     }
 
@@ -194,16 +198,16 @@ public final class Trainer<Scalar: SparseScalar> {
             lastGradientNorm = clipGradientNorm(g, maximum: configuration.clip)
         }
         if let preconditioner {
-            // Core parameters move along (F̂ + λI)⁻¹ g; the readout keeps its gradient.
-            let layout = learner.structure.layout, offsets = learner.flatOffsets
-            for t in 0..<layout.count { core[t] = gradient[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] }
-            try core.withUnsafeMutableBufferPointer { c in try preconditioner.direction(for: UnsafeBufferPointer(c), into: c) }
+            // Every parameter moves along (F̂ + λI)⁻¹ g, block by block.
+            let index = preconditionedIndex
+            for t in 0..<index.count { preconditioned[t] = gradient[index[t]] }
+            try preconditioned.withUnsafeMutableBufferPointer { c in try preconditioner.direction(for: UnsafeBufferPointer(c), into: c) }
             if case .averaging(let priorWeight) = preconditioner.options.schedule {
                 // The Kalman filter's gain: 1/(t₀ + t) after t observations.
                 let gain = Scalar(1 / (priorWeight + Double(preconditioner.observations)))
-                for t in 0..<core.count { core[t] *= gain }
+                for t in 0..<preconditioned.count { preconditioned[t] *= gain }
             }
-            for t in 0..<layout.count { gradient[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] = core[t] }
+            for t in 0..<index.count { gradient[index[t]] = preconditioned[t] }
         }
         theta.withUnsafeMutableBufferPointer { th in
             gradient.withUnsafeBufferPointer { g in optimizer.apply(gradient: g, to: th) }
