@@ -29,6 +29,7 @@ let package = Package(
                 .linkedLibrary("cxsparse"),
                 .linkedLibrary("suitesparseconfig"),
                 .linkedLibrary("pthread"),
+                .linkedLibrary("m"),
             ]
         ),
         .target(

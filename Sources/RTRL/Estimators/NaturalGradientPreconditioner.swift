@@ -13,10 +13,12 @@ import Foundation
 /// **Structure.** F is kept block-diagonal, one dense block per unit: the parameters writing
 /// unit i (contiguous in `ParameterLayout`'s numbering, f_i of them) form block i, and entries
 /// between units are dropped — the same per-unit split NoBackTrack applies to its influence
-/// estimate, and what keeps F at Σ f_i² entries instead of p². Assembled as one sparse symmetric
-/// matrix (upper triangle stored), it is factorised by CHOLMOD (`SparseCholesky`, simplicial
-/// LLᵀ, natural ordering: a block-diagonal matrix has no fill): analysed once when the
-/// preconditioner is built, refactorised every `refactorInterval` steps, solved every step.
+/// estimate, and what keeps F at Σ f_i² entries instead of p². Each block's upper triangle is
+/// packed by columns (the order of the block-diagonal upper pattern, ``pattern``), and it is
+/// factorised block by block by the kernel layer's dense packed Cholesky (`BlockDiagonalCholesky`:
+/// Σ f_i³/6 multiply-adds over contiguous columns) every `refactorInterval` steps and solved
+/// every step. (CHOLMOD's simplicial factorisation did this before; on blocks this small its
+/// sparse bookkeeping cost several times the arithmetic, Docs/BENCHMARKS.md.)
 ///
 /// **Per step** (`direction(for:into:)`): F ← decay·F + (1 − decay)·g̃ g̃ᵀ on every block
 /// (O(Σ f_i²)); every m-th call (and at the first) the numeric factor of F̂ + λI is recomputed
@@ -145,7 +147,7 @@ public final class NaturalGradientPreconditioner {
     /// λ of the last factorisation.
     public private(set) var lastDamping = 0.0
 
-    private let cholesky: SparseCholesky
+    private let cholesky: BlockDiagonalCholesky
     /// F's running values (not bias-corrected), F̂ + λI as last factorised, and the diagonal's
     /// positions.
     private var running: [Double]
@@ -168,7 +170,7 @@ public final class NaturalGradientPreconditioner {
     ///
     /// - Throws: `RTRLError.invalidOption` for settings out of range or blocks that are not
     ///   increasing from 0; `.tooLarge` if the blocks' values (three copies: the running F, the
-    ///   matrix factorised, CHOLMOD's factor) exceed `memoryBudget`.
+    ///   matrix factorised, its factor) exceed `memoryBudget`.
     public init(blockStarts: [Int], options: Options = Options(),
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
         try options.validate()
@@ -203,7 +205,7 @@ public final class NaturalGradientPreconditioner {
         self.parameterCount = p
         self.pattern = pattern
         self.diagonal = diagonal
-        self.cholesky = try SparseCholesky(pattern: pattern, ordering: .natural)
+        self.cholesky = try BlockDiagonalCholesky(blockStarts: blockStarts)
         running = [Double](repeating: 0, count: entries)
         factorized = running
         right = [Double](repeating: 0, count: p)
