@@ -287,9 +287,10 @@ void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call);
 
 /* A block-diagonal SPD matrix, block b over columns start[b] .. start[b+1]-1 (strictly
  * increasing, start[0] = 0), each block's upper triangle packed by columns (the CSC order of the
- * block-diagonal upper pattern). Factor A = UᵀU in place (U overwrites A); returns -1, or the
- * first column whose pivot is not positive and finite (A is then partly overwritten). */
-int64_t sk_packchol_factor_f64(int32_t nblocks, const int32_t *start, double *A);
+ * block-diagonal upper pattern). Factor A = UᵀU in place (U overwrites A), with work holding f²
+ * doubles for the largest block f; returns -1, or the first column whose pivot is not positive and
+ * finite (A is then partly overwritten). */
+int64_t sk_packchol_factor_f64(int32_t nblocks, const int32_t *start, double *A, double *work);
 /* x = A⁻¹ b with the factor U from sk_packchol_factor_f64 (x may be b). */
 void sk_packchol_solve_f64(int32_t nblocks, const int32_t *start, const double *U, const double *b, double *x);
 

@@ -170,7 +170,7 @@ public final class NaturalGradientPreconditioner {
     ///
     /// - Throws: `RTRLError.invalidOption` for settings out of range or blocks that are not
     ///   increasing from 0; `.tooLarge` if the blocks' values (three copies: the running F, the
-    ///   matrix factorised, its factor) exceed `memoryBudget`.
+    ///   matrix factorised, its factor) and a dense square of the largest block exceed `memoryBudget`.
     public init(blockStarts: [Int], options: Options = Options(),
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
         try options.validate()
@@ -184,7 +184,9 @@ public final class NaturalGradientPreconditioner {
             let f = blockStarts[b + 1] - blockStarts[b]
             entries += f * (f + 1) / 2
         }
-        let needed = 3 * 8 * entries + 4 * (entries + p + 1) + 3 * 8 * p
+        let largest = zip(blockStarts, blockStarts.dropFirst()).map { $1 - $0 }.max()!
+        // Running F, the matrix factorised and its factor; the pattern; vectors; the factorisation's square.
+        let needed = 3 * 8 * entries + 4 * (entries + p + 1) + 3 * 8 * p + 8 * largest * largest
         guard needed <= memoryBudget, entries <= Int(Int32.max) else {
             throw RTRLError.tooLarge(what: "a block-diagonal Fisher matrix of \(p) parameters in \(blockStarts.count - 1) blocks (\(entries) entries)",
                                      neededBytes: needed, budgetBytes: memoryBudget)
