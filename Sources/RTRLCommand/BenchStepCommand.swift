@@ -70,7 +70,7 @@ struct BenchStepCommand: ParsableCommand {
         let roundSteps = 5
         var activity = 0.0, open = 0.0, workFraction = 0.0, written = 0.0
         // The filter, on every parameter in the trainer's blocks (as it applies it), timed apart from the step.
-        let blocks = natural ? try learner.naturalGradientBlocks() : nil
+        let blocks = natural ? learner.naturalGradientBlocks() : nil
         let filter = try blocks.map {
             try NaturalGradientPreconditioner(blockStarts: $0.blockStarts, options: .init(refactorInterval: fisherRefactorEvery))
         }

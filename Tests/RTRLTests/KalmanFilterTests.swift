@@ -310,4 +310,56 @@ final class KalmanFilterTests: XCTestCase {
         XCTAssertTrue(trainer.model.parameters.isFinite)
         XCTAssertGreaterThanOrEqual(trainer.task.metricValue, 3, "curriculum length")
     }
+
+    /// On a stack the filter's blocks are every layer's units and the readout's classes: the
+    /// first natural step moves each of them by η g_b/(t₀f₀ + ‖g_b‖²), read off the layer tensors.
+    func testTrainerPreconditionsEveryLayerOfAStack() throws {
+        let (t0, f0, eta) = (20.0, 0.05, 0.7)
+        let filter = NaturalGradientPreconditioner.Options(schedule: .averaging(priorWeight: t0), priorFisher: f0, damping: 0,
+                                                           refactorInterval: 1)
+        let k = 5, inputs = 4, classes = 4
+        func trained(_ optimizer: Optimizer<Double>.Kind, rate: Double) throws -> (Parameters<Double>, Parameters<Double>) {
+            let model = try Model<Double>(random: try ModelConfiguration(cell: .rnn, inputSize: inputs, hiddenSize: k, outputSize: classes,
+                                                                         layerCount: 2), density: 0.6, seed: 12)
+            let trainer = try Trainer(model: model, task: CopyTask(streams: 1, seed: 12), configuration: try TrainingConfiguration(
+                method: .rtrl, optimizer: optimizer, learningRate: rate, clip: 0, updateEvery: 30, seed: 12, filter: filter))
+            for _ in 0..<30 { try trainer.trainStep() }
+            return (model.parameters, trainer.model.parameters)
+        }
+        let (before, natural) = try trained(.natural, rate: eta)
+        let (_, sgd) = try trained(.sgd, rate: 1)
+        func layers(_ p: Parameters<Double>) -> [(ih: [Double], hh: [Double], bih: [Double], bhh: [Double], n: Int)] {
+            var result = [(p.weightIH.denseColumnMajor(), p.weightHH.denseColumnMajor(), p.biasIH, p.biasHH, inputs)]
+            for upper in p.upperLayers {
+                result.append((upper.weightIH.denseColumnMajor(), upper.weightHH.denseColumnMajor(), upper.biasIH, upper.biasHH, k))
+            }
+            return result
+        }
+        let l0 = layers(before)
+        func unitBlock(_ p: Parameters<Double>, _ l: Int, _ i: Int) -> [Double] {
+            let a = layers(p)[l], b = l0[l]
+            var block: [Double] = []
+            for j in 0..<a.n { block.append(a.ih[i + j * k] - b.ih[i + j * k]) }
+            for j in 0..<k { block.append(a.hh[i + j * k] - b.hh[i + j * k]) }
+            block.append(a.bih[i] - b.bih[i])
+            block.append(a.bhh[i] - b.bhh[i])
+            return block
+        }
+        var blocks: [([Double], [Double])] = []
+        for l in 0..<2 { for i in 0..<k { blocks.append((unitBlock(natural, l, i), unitBlock(sgd, l, i))) } }
+        for c in 0..<classes {
+            var n: [Double] = (0..<k).map { natural.readoutWeight[c, $0] - before.readoutWeight[c, $0] }
+            n.append(natural.readoutBias[c] - before.readoutBias[c])
+            var g: [Double] = (0..<k).map { sgd.readoutWeight[c, $0] - before.readoutWeight[c, $0] }
+            g.append(sgd.readoutBias[c] - before.readoutBias[c])
+            blocks.append((n, g))
+        }
+        for (index, block) in blocks.enumerated() {
+            let g = block.1.map { -$0 }
+            let squared = g.reduce(0) { $0 + $1 * $1 }
+            XCTAssertGreaterThan(squared, 0, "block \(index) has a gradient")
+            XCTAssertLessThanOrEqual(relativeDifference(block.0, g.map { -eta * $0 / (t0 * f0 + squared) }), 1e-10, "block \(index)")
+        }
+        XCTAssertEqual(blocks.count, 2 * k + classes)
+    }
 }

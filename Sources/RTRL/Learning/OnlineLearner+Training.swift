@@ -213,11 +213,10 @@ extension OnlineLearner {
     }
 }
 
-/// The blocks of the natural-gradient filter over every parameter of a single-layer model:
-/// one per hidden unit (the core parameters writing it, in `ParameterLayout`'s order), then one
-/// per output class (its row of the readout weight, then its bias) — the unit-wise Fisher
-/// blocks of every unit of the network, hidden and output, so that one learning rate serves
-/// both.
+/// The blocks of the natural-gradient filter over every parameter of a model: one per hidden
+/// unit of every layer (the parameters writing it, in its layer's `ParameterLayout` order), then
+/// one per output class (its row of the readout weight, then its bias) — the unit-wise Fisher
+/// blocks of every unit of the network, hidden and output, so that one learning rate serves all.
 public struct NaturalGradientBlocks: Sendable, Hashable {
     /// Position t of the filter's numbering is parameter `flatIndex[t]` of `Parameters.flattened`.
     public let flatIndex: [Int]
@@ -229,22 +228,31 @@ public struct NaturalGradientBlocks: Sendable, Hashable {
 }
 
 extension OnlineLearner {
-    /// The natural-gradient filter's blocks over this model's parameters. Throws
-    /// `RTRLError.invalidOption` for a stacked model, which the filter does not cover.
-    public func naturalGradientBlocks() throws -> NaturalGradientBlocks {
-        guard model.layerCount == 1 else {
-            throw RTRLError.invalidOption("the natural-gradient filter does not cover stacked models (num_layers \(model.layerCount)) yet")
+    /// The natural-gradient filter's blocks over this model's parameters.
+    public func naturalGradientBlocks() -> NaturalGradientBlocks {
+        var index: [Int] = [], starts = [0]
+        func addLayer(_ layout: ParameterLayout, _ offsets: [Int]) {
+            let base = index.count
+            for t in 0..<layout.count { index.append(offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])) }
+            for u in layout.unitStart.dropFirst() { starts.append(base + Int(u)) }
         }
-        let layout = structure.layout, offsets = flatOffsets
-        var index = (0..<layout.count).map { offsets[Int(layout.source[$0].rawValue)] + Int(layout.storage[$0]) }
-        var starts = layout.unitStart.map { Int($0) }
+        let readoutOffsets: (weight: Int, bias: Int)
+        if case .stacked(let stack) = tracker {
+            for l in 0..<stack.layerCount { addLayer(stack.structures[l].layout, stack.flatOffsets[l]) }
+            readoutOffsets = stack.flatReadout
+        } else {
+            let offsets = flatOffsets
+            addLayer(structure.layout, offsets)
+            readoutOffsets = (offsets[5], offsets[6])
+        }
+        let units = starts.count - 1
         let readout = model.parameters.readoutWeight, classes = readout.rowCount
         for c in 0..<classes {
             // The readout weight is column-major: class c's row is strided by the class count.
-            for j in 0..<readout.columnCount { index.append(offsets[5] + c + j * classes) }
-            index.append(offsets[6] + c)
+            for j in 0..<readout.columnCount { index.append(readoutOffsets.weight + c + j * classes) }
+            index.append(readoutOffsets.bias + c)
             starts.append(index.count)
         }
-        return NaturalGradientBlocks(flatIndex: index, blockStarts: starts, unitBlockCount: layout.unitStart.count - 1)
+        return NaturalGradientBlocks(flatIndex: index, blockStarts: starts, unitBlockCount: units)
     }
 }

@@ -148,7 +148,7 @@ public final class Trainer<Scalar: SparseScalar> {
         theta = model.parameters.flattened
         gradient = [Scalar](repeating: 0, count: theta.count)
         if configuration.optimizer == .natural {
-            let blocks = try learner.naturalGradientBlocks()
+            let blocks = learner.naturalGradientBlocks()
             preconditioner = try NaturalGradientPreconditioner(blockStarts: blocks.blockStarts, options: configuration.filter)
             preconditionedIndex = blocks.flatIndex
             preconditioned = [Scalar](repeating: 0, count: blocks.flatIndex.count)
