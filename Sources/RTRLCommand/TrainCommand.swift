@@ -37,10 +37,10 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Steps between a symbol and its recall in the delay task.") var lag: Int = 16
     @Option(help: "Natural-gradient filter (--optimizer natural): forget the Fisher estimate exponentially with this factor instead of the Kalman filter's averaging.")
     var fisherDecay: Double?
-    @Option(help: "Natural-gradient filter: average the Fisher estimate with weights 1/(t0 + t) after a prior worth t0 = this many observations (the Kalman filter; the default schedule).")
-    var fisherPriorWeight: Double = 100
-    @Option(help: "Natural-gradient filter: the prior Fisher matrix F0 = this · I (with the averaging schedule).")
-    var fisherPrior: Double = 1e-2
+    @Option(help: "Natural-gradient filter: average the Fisher estimate with weights 1/(t0 + t) after a prior worth t0 = this many observations (the Kalman filter; the default schedule, t0 = 100).")
+    var fisherPriorWeight: Double?
+    @Option(help: "Natural-gradient filter: the prior Fisher matrix F0 = this · I (with the averaging schedule; default 0.01).")
+    var fisherPrior: Double?
     @Option(help: "Natural-gradient filter: damping λ relative to the Fisher estimate's average diagonal.")
     var fisherDamping: Double = 1e-3
     @Option(help: "Natural-gradient filter: refactorise the Fisher estimate every this many updates.")
@@ -66,9 +66,15 @@ struct TrainCommand: ParsableCommand {
                     start = try Model<Double>(random: configuration, density: density,
                                               independentGateMasks: independentGateMasks, seed: seed)
                 }
-                let schedule: NaturalGradientPreconditioner.Schedule = fisherDecay.map { .exponential(decay: $0) }
-                    ?? .averaging(priorWeight: fisherPriorWeight)
-                let filter = NaturalGradientPreconditioner.Options(schedule: schedule, priorFisher: fisherPrior, damping: fisherDamping,
+                if fisherDecay != nil && (fisherPriorWeight != nil || fisherPrior != nil) {
+                    throw CommandFailure("--fisher-decay selects the exponential schedule, which has no prior: give it or --fisher-prior-weight/--fisher-prior, not both")
+                }
+                let defaults = NaturalGradientPreconditioner.Options()
+                var schedule = defaults.schedule
+                if let fisherDecay { schedule = .exponential(decay: fisherDecay) }
+                if let fisherPriorWeight { schedule = .averaging(priorWeight: fisherPriorWeight) }
+                let filter = NaturalGradientPreconditioner.Options(schedule: schedule, priorFisher: fisherPrior ?? defaults.priorFisher,
+                                                                   damping: fisherDamping,
                                                                    refactorInterval: fisherRefactorEvery)
                 let settings = try TrainingConfiguration(method: GradientMethod(parsing: method), optimizer: optimizer,
                                                          learningRate: lr ?? (optimizer == .natural ? 1 : 3e-3), clip: clip,

@@ -72,5 +72,7 @@ final class TrainCommandTests: XCTestCase {
         XCTAssertEqual(resumed["recall_accuracy"] as? Double, accuracy)
         try assertFails(["train", "--task", "delay", "--lag", "0", "--steps", "1"], mentioning: "--lag")
         try assertFails(["train", "--optimizer", "natural", "--fisher-decay", "1", "--steps", "1"], mentioning: "decay")
+        try assertFails(["train", "--optimizer", "natural", "--fisher-decay", "0.9", "--fisher-prior-weight", "10", "--steps", "1"],
+                        mentioning: "not both")
     }
 }
