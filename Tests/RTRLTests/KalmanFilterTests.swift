@@ -243,36 +243,44 @@ final class KalmanFilterTests: XCTestCase {
         XCTAssertThrowsError(try TrainingConfiguration(method: .rtrl, filter: .init(schedule: .averaging(priorWeight: -1))))
     }
 
-    /// The trainer's natural step covers every parameter, block by block: each hidden unit's
-    /// (its rows of weight_ih and weight_hh and its biases) and each output class's (its row of
-    /// the readout weight and its bias). At the first update of the averaging schedule with no
-    /// damping, F̂ = (t₀f₀I + g gᵀ)/(t₀ + 1) on a block, so by Sherman–Morrison the step η/(t₀ + 1) ·
-    /// F̂⁻¹g is η g_b/(t₀f₀ + ‖g_b‖²) on block b — checked against the gradient an SGD twin (rate 1)
-    /// applies, with the blocks read off the model's tensors by position.
-    func testTrainerPreconditionsEveryUnitAndClassBlockByBlock() throws {
+    /// The trainer's natural step covers every parameter, block by block: each hidden unit's of
+    /// every layer (its rows of weight_ih and weight_hh and its biases) and each output class's
+    /// (its row of the readout weight and its bias). At the first update of the averaging schedule
+    /// with no damping, F̂ = (t₀f₀I + g gᵀ)/(t₀ + 1) on a block, so by Sherman–Morrison the step
+    /// η/(t₀ + 1) · F̂⁻¹g is η g_b/(t₀f₀ + ‖g_b‖²) on block b — checked against the gradient an SGD
+    /// twin (rate 1) applies, with the blocks read off the model's tensors by position.
+    private func checkNaturalStepBlockByBlock(layers layerCount: Int, hidden k: Int, streams: Int, density: Double,
+                                              seed: UInt64, file: StaticString = #filePath, line: UInt = #line) throws {
         let (t0, f0, eta) = (20.0, 0.05, 0.7)
         let filter = NaturalGradientPreconditioner.Options(schedule: .averaging(priorWeight: t0), priorFisher: f0, damping: 0,
                                                            refactorInterval: 1)
+        let inputs = 4, classes = 4
         func trained(_ optimizer: Optimizer<Double>.Kind, rate: Double) throws -> (Parameters<Double>, Parameters<Double>) {
-            let model = try Model<Double>(random: try ModelConfiguration(cell: .rnn, inputSize: 4, hiddenSize: 6, outputSize: 4),
-                                          density: 0.5, seed: 11)
+            let model = try Model<Double>(random: try ModelConfiguration(cell: .rnn, inputSize: inputs, hiddenSize: k, outputSize: classes,
+                                                                         layerCount: layerCount), density: density, seed: seed)
             // One update after 30 steps, so the copy task's targets have given the readout a gradient.
-            let trainer = try Trainer(model: model, task: CopyTask(streams: 2, seed: 11), configuration: try TrainingConfiguration(
-                method: .rtrl, optimizer: optimizer, learningRate: rate, clip: 0, updateEvery: 30, seed: 11, filter: filter))
+            let trainer = try Trainer(model: model, task: CopyTask(streams: streams, seed: seed), configuration: try TrainingConfiguration(
+                method: .rtrl, optimizer: optimizer, learningRate: rate, clip: 0, updateEvery: 30, seed: seed, filter: filter))
             for _ in 0..<30 { try trainer.trainStep() }
             return (model.parameters, trainer.model.parameters)
         }
         let (before, natural) = try trained(.natural, rate: eta)
         let (_, sgd) = try trained(.sgd, rate: 1)
-        let k = 6, inputs = 4, classes = 4
-        let ih0 = before.weightIH.denseColumnMajor(), hh0 = before.weightHH.denseColumnMajor()
-        func unitBlock(_ p: Parameters<Double>, _ i: Int) -> [Double] {
-            let ih = p.weightIH.denseColumnMajor(), hh = p.weightHH.denseColumnMajor()
+        func layers(_ p: Parameters<Double>) -> [(ih: [Double], hh: [Double], bih: [Double], bhh: [Double], n: Int)] {
+            var result = [(p.weightIH.denseColumnMajor(), p.weightHH.denseColumnMajor(), p.biasIH, p.biasHH, inputs)]
+            for upper in p.upperLayers {
+                result.append((upper.weightIH.denseColumnMajor(), upper.weightHH.denseColumnMajor(), upper.biasIH, upper.biasHH, k))
+            }
+            return result
+        }
+        let initial = layers(before)
+        func unitBlock(_ p: Parameters<Double>, _ l: Int, _ i: Int) -> [Double] {
+            let a = layers(p)[l], b = initial[l]
             var block: [Double] = []
-            for j in 0..<inputs { block.append(ih[i + j * k] - ih0[i + j * k]) }
-            for j in 0..<k { block.append(hh[i + j * k] - hh0[i + j * k]) }
-            block.append(p.biasIH[i] - before.biasIH[i])
-            block.append(p.biasHH[i] - before.biasHH[i])
+            for j in 0..<a.n { block.append(a.ih[i + j * k] - b.ih[i + j * k]) }
+            for j in 0..<k { block.append(a.hh[i + j * k] - b.hh[i + j * k]) }
+            block.append(a.bih[i] - b.bih[i])
+            block.append(a.bhh[i] - b.bhh[i])
             return block
         }
         func classBlock(_ p: Parameters<Double>, _ c: Int) -> [Double] {
@@ -280,18 +288,26 @@ final class KalmanFilterTests: XCTestCase {
             block.append(p.readoutBias[c] - before.readoutBias[c])
             return block
         }
-        var blocks: [([Double], [Double])] = (0..<k).map { (unitBlock(natural, $0), unitBlock(sgd, $0)) }
+        var blocks: [([Double], [Double])] = []
+        for l in 0..<layerCount { for i in 0..<k { blocks.append((unitBlock(natural, l, i), unitBlock(sgd, l, i))) } }
         for c in 0..<classes { blocks.append((classBlock(natural, c), classBlock(sgd, c))) }
-        var checked = 0
-        for block in blocks {
+        for (index, block) in blocks.enumerated() {
             let g = block.1.map { -$0 }
             let squared = g.reduce(0) { $0 + $1 * $1 }
-            let expected = g.map { -eta * $0 / (t0 * f0 + squared) }
-            XCTAssertGreaterThan(squared, 0, "every block has a gradient")
-            XCTAssertLessThanOrEqual(relativeDifference(block.0, expected), 1e-10)
-            checked += 1
+            XCTAssertGreaterThan(squared, 0, "block \(index) has a gradient", file: file, line: line)
+            XCTAssertLessThanOrEqual(relativeDifference(block.0, g.map { -eta * $0 / (t0 * f0 + squared) }), 1e-10, "block \(index)",
+                                     file: file, line: line)
         }
-        XCTAssertEqual(checked, k + classes)
+        XCTAssertEqual(blocks.count, layerCount * k + classes, file: file, line: line)
+    }
+
+    func testTrainerPreconditionsEveryUnitAndClassBlockByBlock() throws {
+        try checkNaturalStepBlockByBlock(layers: 1, hidden: 6, streams: 2, density: 0.5, seed: 11)
+    }
+
+    /// On a stack the blocks are every layer's units, then the readout's classes.
+    func testTrainerPreconditionsEveryLayerOfAStack() throws {
+        try checkNaturalStepBlockByBlock(layers: 2, hidden: 5, streams: 1, density: 0.6, seed: 12)
     }
 
     /// The filter's defaults work on the package's tasks: exact RTRL with `--optimizer natural`
@@ -309,57 +325,5 @@ final class KalmanFilterTests: XCTestCase {
         for _ in 0..<4000 { try trainer.trainStep() }
         XCTAssertTrue(trainer.model.parameters.isFinite)
         XCTAssertGreaterThanOrEqual(trainer.task.metricValue, 3, "curriculum length")
-    }
-
-    /// On a stack the filter's blocks are every layer's units and the readout's classes: the
-    /// first natural step moves each of them by η g_b/(t₀f₀ + ‖g_b‖²), read off the layer tensors.
-    func testTrainerPreconditionsEveryLayerOfAStack() throws {
-        let (t0, f0, eta) = (20.0, 0.05, 0.7)
-        let filter = NaturalGradientPreconditioner.Options(schedule: .averaging(priorWeight: t0), priorFisher: f0, damping: 0,
-                                                           refactorInterval: 1)
-        let k = 5, inputs = 4, classes = 4
-        func trained(_ optimizer: Optimizer<Double>.Kind, rate: Double) throws -> (Parameters<Double>, Parameters<Double>) {
-            let model = try Model<Double>(random: try ModelConfiguration(cell: .rnn, inputSize: inputs, hiddenSize: k, outputSize: classes,
-                                                                         layerCount: 2), density: 0.6, seed: 12)
-            let trainer = try Trainer(model: model, task: CopyTask(streams: 1, seed: 12), configuration: try TrainingConfiguration(
-                method: .rtrl, optimizer: optimizer, learningRate: rate, clip: 0, updateEvery: 30, seed: 12, filter: filter))
-            for _ in 0..<30 { try trainer.trainStep() }
-            return (model.parameters, trainer.model.parameters)
-        }
-        let (before, natural) = try trained(.natural, rate: eta)
-        let (_, sgd) = try trained(.sgd, rate: 1)
-        func layers(_ p: Parameters<Double>) -> [(ih: [Double], hh: [Double], bih: [Double], bhh: [Double], n: Int)] {
-            var result = [(p.weightIH.denseColumnMajor(), p.weightHH.denseColumnMajor(), p.biasIH, p.biasHH, inputs)]
-            for upper in p.upperLayers {
-                result.append((upper.weightIH.denseColumnMajor(), upper.weightHH.denseColumnMajor(), upper.biasIH, upper.biasHH, k))
-            }
-            return result
-        }
-        let l0 = layers(before)
-        func unitBlock(_ p: Parameters<Double>, _ l: Int, _ i: Int) -> [Double] {
-            let a = layers(p)[l], b = l0[l]
-            var block: [Double] = []
-            for j in 0..<a.n { block.append(a.ih[i + j * k] - b.ih[i + j * k]) }
-            for j in 0..<k { block.append(a.hh[i + j * k] - b.hh[i + j * k]) }
-            block.append(a.bih[i] - b.bih[i])
-            block.append(a.bhh[i] - b.bhh[i])
-            return block
-        }
-        var blocks: [([Double], [Double])] = []
-        for l in 0..<2 { for i in 0..<k { blocks.append((unitBlock(natural, l, i), unitBlock(sgd, l, i))) } }
-        for c in 0..<classes {
-            var n: [Double] = (0..<k).map { natural.readoutWeight[c, $0] - before.readoutWeight[c, $0] }
-            n.append(natural.readoutBias[c] - before.readoutBias[c])
-            var g: [Double] = (0..<k).map { sgd.readoutWeight[c, $0] - before.readoutWeight[c, $0] }
-            g.append(sgd.readoutBias[c] - before.readoutBias[c])
-            blocks.append((n, g))
-        }
-        for (index, block) in blocks.enumerated() {
-            let g = block.1.map { -$0 }
-            let squared = g.reduce(0) { $0 + $1 * $1 }
-            XCTAssertGreaterThan(squared, 0, "block \(index) has a gradient")
-            XCTAssertLessThanOrEqual(relativeDifference(block.0, g.map { -eta * $0 / (t0 * f0 + squared) }), 1e-10, "block \(index)")
-        }
-        XCTAssertEqual(blocks.count, 2 * k + classes)
     }
 }
