@@ -52,6 +52,25 @@ final class TrainingTests: XCTestCase {
         XCTAssertTrue(trainer.model.parameters.isFinite)
     }
 
+    /// A diverged run (a state value that is not finite, which JSON cannot hold) gets a checkpoint
+    /// error naming the value and where it is, and leaves no directory behind, not even a
+    /// temporary one; an earlier checkpoint in the same place is kept.
+    func testCheckpointOfADivergedRunNamesTheValueAndWritesNothing() throws {
+        let parent = try temporaryDirectory()
+        let dir = parent.appendingPathComponent("checkpoint").path
+        let trainer = try makeTrainer(method: "rtrl", cell: .rnn)
+        for _ in 0..<5 { try trainer.trainStep() }
+        try trainer.saveCheckpoint(to: dir)
+        let before = try Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("trainer.json"))
+        trainer.lastGradientNorm = .infinity
+        XCTAssertThrowsError(try trainer.saveCheckpoint(to: dir)) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains("lastGradientNorm") && message.contains("not finite"), message)
+        }
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: parent.path), ["checkpoint"])
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: dir).appendingPathComponent("trainer.json")), before)
+    }
+
     func testResumeContinuesBitForBit() throws {
         let cases: [(String, CellKind, Optimizer<Double>.Kind)] = [
             ("snap-2", .gru, .adam), ("rtrl", .gru, .adam), ("tbptt-4", .gru, .adam), ("uoro", .gru, .adam),

@@ -43,6 +43,11 @@ extension Trainer {
                               learner: try learner.snapshot(), preconditioner: preconditioner?.saveState())
             try JSONEncoder().encode(saved).write(to: temporary.appendingPathComponent("trainer.json"))
             try afterCheckpointFile?("trainer.json")
+        } catch EncodingError.invalidValue(let value, let context) {
+            // JSON has no infinities or NaNs: a run whose state is no longer finite has diverged.
+            try? fm.removeItem(at: temporary)
+            let path = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            throw RTRLError.invalidOption("cannot write the checkpoint \(directory): the trainer's state holds \(value) at \(path.isEmpty ? "its top level" : String(path.dropFirst())), which is not finite (the run has diverged); nothing was written")
         } catch {
             try? fm.removeItem(at: temporary)
             throw RTRLError.invalidOption("cannot write the checkpoint \(directory): \(Model.describe(error))")
