@@ -223,8 +223,6 @@ public struct NaturalGradientBlocks: Sendable, Hashable {
     /// Block b holds positions `blockStarts[b] ..< blockStarts[b + 1]` (for
     /// ``NaturalGradientPreconditioner/init(blockStarts:options:memoryBudget:)``).
     public let blockStarts: [Int]
-    /// How many of the blocks are hidden units' (the rest are output classes').
-    public let unitBlockCount: Int
 }
 
 extension OnlineLearner {
@@ -245,7 +243,6 @@ extension OnlineLearner {
             addLayer(structure.layout, offsets)
             readoutOffsets = (offsets[5], offsets[6])
         }
-        let units = starts.count - 1
         let readout = model.parameters.readoutWeight, classes = readout.rowCount
         for c in 0..<classes {
             // The readout weight is column-major: class c's row is strided by the class count.
@@ -253,6 +250,6 @@ extension OnlineLearner {
             index.append(readoutOffsets.bias + c)
             starts.append(index.count)
         }
-        return NaturalGradientBlocks(flatIndex: index, blockStarts: starts, unitBlockCount: units)
+        return NaturalGradientBlocks(flatIndex: index, blockStarts: starts)
     }
 }
