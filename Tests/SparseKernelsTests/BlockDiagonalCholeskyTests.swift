@@ -47,6 +47,7 @@ final class BlockDiagonalCholeskyTests: XCTestCase {
             let (dense, packed) = randomMatrix(starts, seed: UInt64(index + 1))
             let cholesky = try BlockDiagonalCholesky(blockStarts: starts)
             XCTAssertEqual(cholesky.valueCount, packed.count)
+            XCTAssertEqual(BlockDiagonalCholesky.allocatedValues(blockStarts: starts).factor, packed.count)
             XCTAssertEqual(cholesky.upperPattern.nonzeroCount, packed.count)
             try cholesky.factorize(values: packed)
             let n = starts.last!
@@ -89,6 +90,8 @@ final class BlockDiagonalCholeskyTests: XCTestCase {
         }
         XCTAssertFalse(cholesky.isFactorized)
         XCTAssertThrowsError(try cholesky.solve([1, 2, 3]), "a failed factorisation leaves no factor")
+        // Blocks of 3, 1 and 7: 6 + 1 + 28 packed values, and a 7 × 7 square for the factorisation.
+        XCTAssertTrue(BlockDiagonalCholesky.allocatedValues(blockStarts: [0, 3, 4, 11]) == (35, 49))
         // Diagonal blocks: A = diag(4, 9, 16) gives x = b ./ diag.
         let diagonal = try BlockDiagonalCholesky(blockStarts: [0, 1, 2, 3])
         try diagonal.factorize(values: [4, 9, 16])

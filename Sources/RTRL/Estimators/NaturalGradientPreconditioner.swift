@@ -179,35 +179,22 @@ public final class NaturalGradientPreconditioner {
             throw RTRLError.invalidOption("parameter blocks must start at 0 and strictly increase, not \(blockStarts.prefix(8))…")
         }
         let p = blockStarts.last!
-        var entries = 0
-        for b in 0..<(blockStarts.count - 1) {
-            let f = blockStarts[b + 1] - blockStarts[b]
-            entries += f * (f + 1) / 2
-        }
-        let largest = zip(blockStarts, blockStarts.dropFirst()).map { $1 - $0 }.max()!
+        let sizes = BlockDiagonalCholesky.allocatedValues(blockStarts: blockStarts), entries = sizes.factor
         // Running F, the matrix factorised and its factor; the pattern; vectors; the factorisation's square.
-        let needed = 3 * 8 * entries + 4 * (entries + p + 1) + 3 * 8 * p + 8 * largest * largest
+        let needed = 3 * 8 * entries + 4 * (entries + p + 1) + 3 * 8 * p + 8 * sizes.square
         guard needed <= memoryBudget, entries <= Int(Int32.max) else {
             throw RTRLError.tooLarge(what: "a block-diagonal Fisher matrix of \(p) parameters in \(blockStarts.count - 1) blocks (\(entries) entries)",
                                      neededBytes: needed, budgetBytes: memoryBudget)
         }
-        var pointers = [Int32](repeating: 0, count: p + 1), rows = [Int32]()
-        var diagonal = [Int](repeating: 0, count: p)
-        rows.reserveCapacity(entries)
-        for b in 0..<(blockStarts.count - 1) {
-            for j in blockStarts[b]..<blockStarts[b + 1] {
-                for i in blockStarts[b]...j { rows.append(Int32(i)) }
-                diagonal[j] = rows.count - 1
-                pointers[j + 1] = Int32(rows.count)
-            }
-        }
-        let pattern = try SparsityPattern(rowCount: p, columnCount: p, columnPointers: pointers, rowIndices: rows)
+        let cholesky = try BlockDiagonalCholesky(blockStarts: blockStarts)
+        // The packed blocks' order is the upper pattern's; column j's diagonal is its last entry.
+        let pattern = cholesky.upperPattern
         self.options = options
         self.blockStarts = blockStarts
         self.parameterCount = p
         self.pattern = pattern
-        self.diagonal = diagonal
-        self.cholesky = try BlockDiagonalCholesky(blockStarts: blockStarts)
+        self.diagonal = (0..<p).map { Int(pattern.columnPointers[$0 + 1]) - 1 }
+        self.cholesky = cholesky
         running = [Double](repeating: 0, count: entries)
         factorized = running
         right = [Double](repeating: 0, count: p)

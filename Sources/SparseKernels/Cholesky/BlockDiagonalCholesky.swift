@@ -45,16 +45,24 @@ public final class BlockDiagonalCholesky {
         }
         self.blockStarts = blockStarts
         dimension = blockStarts.last!
-        var count = 0
-        for b in 0..<(blockStarts.count - 1) {
-            let f = blockStarts[b + 1] - blockStarts[b]
-            count += f * (f + 1) / 2
-        }
-        valueCount = count
+        let sizes = Self.allocatedValues(blockStarts: blockStarts)
+        valueCount = sizes.factor
         starts = blockStarts.map { Int32($0) }
-        factor = [Double](repeating: 0, count: count)
-        let largest = zip(blockStarts, blockStarts.dropFirst()).map { $1 - $0 }.max()!
-        work = [Double](repeating: 0, count: largest * largest)
+        factor = [Double](repeating: 0, count: sizes.factor)
+        work = [Double](repeating: 0, count: sizes.square)
+    }
+
+    /// The doubles an instance with these block starts (0 first, strictly increasing) allocates:
+    /// its factor, Σ f_b(f_b + 1)/2 (= ``valueCount``), and the square of the largest block the
+    /// factorisation works in, f_max² — for checking a memory budget before building one.
+    public static func allocatedValues(blockStarts: [Int]) -> (factor: Int, square: Int) {
+        var factor = 0, largest = 0
+        for (start, end) in zip(blockStarts, blockStarts.dropFirst()) {
+            let f = end - start
+            factor += f * (f + 1) / 2
+            largest = max(largest, f)
+        }
+        return (factor, largest * largest)
     }
 
     /// The pattern of the stored values: every block's upper triangle with its diagonal.
