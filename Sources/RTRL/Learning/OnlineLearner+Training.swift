@@ -21,21 +21,58 @@ extension OnlineLearner {
             stack.addGradient(into: flat)
             return
         }
-        let layout = structure.layout
-        for (index, s) in streams.enumerated() {
-            core.withUnsafeMutableBufferPointer { core in
-                for t in 0..<core.count { core[t] = s.coreGradient[t] }
-                if case .sparse(let influence) = tracker { influence.addDeferredGradient(stream: index, into: core) }
-                if let history = s.history, !history.records.isEmpty {
-                    history.backpropagate(weightHH: model.parameters.weightHH, into: core)
-                }
-                for t in 0..<layout.count {
-                    flat[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += core[t]
-                }
+        for index in streams.indices { addGradient(stream: index, into: flat, offsets: offsets) }
+    }
+
+    /// Writes stream b's part of the gradient accumulated since the last `resetGradient` into
+    /// `flat` (the order of `Parameters.flattened`). Summed over b = 0, 1, … in that order,
+    /// starting from zeros, these are ``gradient(into:)``'s numbers bit for bit (the order data
+    /// parallelism over processes sums them in). Allocates nothing. Throws, writing nothing, for
+    /// a stream out of range, a stacked model, or unless `flat` holds exactly
+    /// ``flatParameterCount`` values.
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
+    public func gradient(stream b: Int, into flat: UnsafeMutableBufferPointer<Scalar>) throws {
+        guard flat.count == flatParameterCount else {
+            throw RTRLError.invalidInput("the flat gradient of this model has \(flatParameterCount) values, not \(flat.count)")
+        }
+        guard b >= 0 && b < streamCount else { throw RTRLError.invalidInput("stream \(b) is outside 0..<\(streamCount)") }
+        if case .stacked = tracker { throw RTRLError.invalidOption("a stacked model's gradient is read for all streams at once") }
+        flat.update(repeating: 0)
+        addGradient(stream: b, into: flat, offsets: flatOffsets)
+    }
+
+    private func addGradient(stream index: Int, into flat: UnsafeMutableBufferPointer<Scalar>, offsets: [Int]) {
+        let layout = structure.layout, s = streams[index]
+        core.withUnsafeMutableBufferPointer { core in
+            for t in 0..<core.count { core[t] = s.coreGradient[t] }
+            if case .sparse(let influence) = tracker { influence.addDeferredGradient(stream: index, into: core) }
+            if let history = s.history, !history.records.isEmpty {
+                history.backpropagate(weightHH: model.parameters.weightHH, into: core)
             }
-            let w = offsets[5], b = offsets[6]
-            for t in 0..<s.readoutWeightGradient.count { flat[w + t] += s.readoutWeightGradient[t] }
-            for t in 0..<s.readoutBiasGradient.count { flat[b + t] += s.readoutBiasGradient[t] }
+            for t in 0..<layout.count {
+                flat[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += core[t]
+            }
+        }
+        let w = offsets[5], b = offsets[6]
+        for t in 0..<s.readoutWeightGradient.count { flat[w + t] += s.readoutWeightGradient[t] }
+        for t in 0..<s.readoutBiasGradient.count { flat[b + t] += s.readoutBiasGradient[t] }
+    }
+
+    /// The hidden units whose influence blocks the learner holds: all of them, or a shard's.
+    public var influenceUnits: Range<Int> { influencePattern?.units ?? 0..<model.hiddenSize }
+
+    /// The flat positions (in the order of `Parameters.flattened`) of the core parameters of
+    /// `units`, unit by unit in the parameter layout's order: where a shard's exact part of the
+    /// gradient lies. Throws for units outside 0..<hiddenSize or a stacked model.
+    public func flatIndices(ofUnits units: Range<Int>) throws -> [Int] {
+        if case .stacked = tracker { throw RTRLError.invalidOption("a stacked model's parameters are not split by unit") }
+        guard units.lowerBound >= 0, units.upperBound <= model.hiddenSize else {
+            throw RTRLError.invalidInput("units \(units) are outside 0..<\(model.hiddenSize)")
+        }
+        let layout = structure.layout, offsets = flatOffsets
+        return (Int(layout.unitStart[units.lowerBound])..<Int(layout.unitStart[units.upperBound])).map {
+            offsets[Int(layout.source[$0].rawValue)] + Int(layout.storage[$0])
         }
     }
 

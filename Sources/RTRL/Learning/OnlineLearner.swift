@@ -102,11 +102,30 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     ///   - slidingTruncation: for TBPTT(h), keep a sliding window of h steps and backpropagate
     ///     each loss through it when the gradient is read (online training), instead of blocks
     ///     of h steps (the default, as `rtrl grad` uses it).
+    ///   - units: a shard (model parallelism): hold the influence blocks of these hidden units
+    ///     only (a non-empty range; nil: all). The memory budget applies to the shard. The
+    ///     gradient of the shard's units' parameters and of the readout is exact, the same
+    ///     numbers as the whole learner's; other units' core parameters get only their direct
+    ///     terms (exactly 0, except an EGRU threshold's direct path), and their true values come
+    ///     from the shard that holds them. Only rtrl and snap-N, on one layer, in the
+    ///     unit-blocked layout.
     public init(model: Model<Scalar>, method: GradientMethod, streams: Int = 1, threads: Int = 1,
                 layout: InfluenceLayout = .unitBlocked, skipsQuietUnits: Bool = true,
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget, seed: UInt64 = 0,
-                slidingTruncation: Bool = false) throws {
+                slidingTruncation: Bool = false, units: Range<Int>? = nil) throws {
         try method.validate()
+        if units != nil {
+            switch method {
+            case .rtrl, .snap: break
+            default: throw RTRLError.invalidOption("only rtrl and snap-N hold their influence matrix in shards, not \(method)")
+            }
+            guard !model.configuration.isStacked else {
+                throw RTRLError.invalidOption("a stacked model's influence matrices are not split into shards")
+            }
+            guard layout == .unitBlocked else {
+                throw RTRLError.invalidOption("shards need the unit-blocked influence layout, not \(layout.rawValue)")
+            }
+        }
         guard streams >= 1 else { throw RTRLError.invalidOption("the number of streams must be at least 1, not \(streams)") }
         guard threads >= 1 && threads <= 256 else { throw RTRLError.invalidOption("threads must be between 1 and 256, not \(threads)") }
         self.model = model
@@ -125,7 +144,7 @@ public final class OnlineLearner<Scalar: SparseScalar> {
         case .rtrl, .snap:
             let order: InfluencePattern.Order
             if case .snap(let n) = method { order = .snap(n) } else { order = .exact }
-            let p = try structure.influencePattern(order, memoryBudget: memoryBudget)
+            let p = try structure.influencePattern(order, units: units, memoryBudget: memoryBudget)
             pattern = p
             let weightHH = model.parameters.weightHH.pattern
             switch layout {

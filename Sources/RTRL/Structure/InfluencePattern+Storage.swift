@@ -68,10 +68,11 @@ extension InfluencePattern {
     /// parameters where the reach sets allow (the last group of a run may be smaller). Grouping
     /// changes only the storage order: a group's units share their columns (one per state
     /// variable of the common reach set), which are longer.
+    /// A shard's groups cover its own units only.
     public func unitGroups(minimumRows: Int) -> [Range<Int>] {
-        let k = graph.hiddenSize
+        let k = units.upperBound
         var groups: [Range<Int>] = []
-        var start = 0
+        var start = units.lowerBound
         while start < k {
             var end = start + 1
             var rows = Int(layout.unitStart[end] - layout.unitStart[start])

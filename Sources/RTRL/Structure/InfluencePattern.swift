@@ -51,6 +51,10 @@ public struct InfluencePattern: Sendable, CustomStringConvertible {
     public let reach: SparsityPattern
     /// The pattern's size and per-step work.
     public let statistics: Statistics
+    /// The units whose parameters' columns of J the pattern keeps: all of them, or a shard's
+    /// (a process's part of a run split over processes, ``init(graph:layout:order:units:memoryBudget:)``).
+    /// Outside it, reach sets are empty; the statistics count the shard only.
+    public let units: Range<Int>
 
     /// One line: the order, the cell and size, the entries kept and the work per step (printing a
     /// pattern does not list its reach sets).
@@ -62,13 +66,15 @@ public struct InfluencePattern: Sendable, CustomStringConvertible {
     /// Counts a pattern's size and work without building it. With `stopAboveBytes`, the count
     /// stops as soon as the influence values exceed that many bytes and throws `tooLarge` with
     /// the bytes counted so far (a lower bound), so a hopeless pattern is refused quickly.
-    public static func statistics(graph: DependencyGraph, layout: ParameterLayout, order: Order,
+    /// With `units`, only those units' parameters are counted (a shard's part of J).
+    public static func statistics(graph: DependencyGraph, layout: ParameterLayout, order: Order, units: Range<Int>? = nil,
                                   stopAboveBytes: Int? = nil) throws -> Statistics {
         try validate(order)
+        let units = try checkedUnits(units, graph: graph)
         var stats = Statistics(nonzeros: 0, reachPairs: 0, multiplyAddsPerStep: 0)
         let components = graph.cell.stateComponents
         var walker = ReachWalker(graph: graph)
-        for i in 0..<graph.hiddenSize {
+        for i in units {
             let reached = walker.walk(from: i, hops: order.hops)
             let f = layout.parameterCount(ofUnit: i)
             stats.reachPairs += reached.count
@@ -84,11 +90,18 @@ public struct InfluencePattern: Sendable, CustomStringConvertible {
 
     /// Builds the pattern, refusing (before allocating the reach sets) one whose influence
     /// values would exceed `memoryBudget` bytes in Float64.
-    public init(graph: DependencyGraph, layout: ParameterLayout, order: Order, memoryBudget: Int = Int.max) throws {
+    ///
+    /// With `units` (a non-empty range of the hidden units), the pattern is a shard: it keeps the
+    /// columns of those units' parameters only, with the same rows as the whole pattern, and the
+    /// budget applies to that part. Shards of consecutive ranges covering every unit hold, between
+    /// them, exactly the whole pattern's entries.
+    public init(graph: DependencyGraph, layout: ParameterLayout, order: Order, units: Range<Int>? = nil,
+                memoryBudget: Int = Int.max) throws {
+        let units = try InfluencePattern.checkedUnits(units, graph: graph)
         // Counting costs up to k · nnz(A); where that is large, stop at the budget (the error then
         // gives a lower bound), otherwise count exactly so the error gives the exact need.
-        let countingCost = graph.hiddenSize * max(graph.units.nonzeroCount, 1)
-        let stats = try InfluencePattern.statistics(graph: graph, layout: layout, order: order,
+        let countingCost = units.count * max(graph.units.nonzeroCount, 1)
+        let stats = try InfluencePattern.statistics(graph: graph, layout: layout, order: order, units: units,
                                                     stopAboveBytes: memoryBudget == Int.max || countingCost < 50_000_000 ? nil : memoryBudget)
         guard stats.bytes <= memoryBudget else {
             throw RTRLError.tooLarge(what: "the \(order) influence pattern (\(stats.nonzeros) entries)",
@@ -103,9 +116,10 @@ public struct InfluencePattern: Sendable, CustomStringConvertible {
         var rows: [Int32] = []
         rows.reserveCapacity(stats.reachPairs)
         for i in 0..<graph.hiddenSize {
-            rows.append(contentsOf: walker.walk(from: i, hops: order.hops).sorted())
+            if units.contains(i) { rows.append(contentsOf: walker.walk(from: i, hops: order.hops).sorted()) }
             pointers[i + 1] = Int32(rows.count)
         }
+        self.units = units
         self.order = order
         self.graph = graph
         self.layout = layout
@@ -113,13 +127,25 @@ public struct InfluencePattern: Sendable, CustomStringConvertible {
         self.statistics = stats
     }
 
+    /// The units of a shard, checked (nil: all of them).
+    static func checkedUnits(_ units: Range<Int>?, graph: DependencyGraph) throws -> Range<Int> {
+        guard let units else { return 0..<graph.hiddenSize }
+        guard !units.isEmpty, units.lowerBound >= 0, units.upperBound <= graph.hiddenSize else {
+            throw RTRLError.invalidOption("a shard's units must be a non-empty range within 0..<\(graph.hiddenSize), not \(units)")
+        }
+        return units
+    }
+
+    /// Whether the pattern keeps only some units' columns (a shard).
+    public var isShard: Bool { units != 0..<graph.hiddenSize }
+
     static func validate(_ order: Order) throws {
         if case .snap(let n) = order, n < 1 {
             throw RTRLError.invalidOption("the SnAp order n must be at least 1, not \(n)")
         }
     }
 
-    /// R(i), sorted.
+    /// R(i), sorted (empty for a unit outside a shard's ``units``).
     public func reach(ofUnit i: Int) -> ArraySlice<Int32> { reach.rows(inColumn: i) }
 }
 

@@ -15,7 +15,8 @@ public struct ModelStructure: Sendable {
     }
 
     /// The influence pattern of a SnAp order (or the exact closure) within a memory budget.
-    public func influencePattern(_ order: InfluencePattern.Order, memoryBudget: Int = Int.max) throws -> InfluencePattern {
-        try InfluencePattern(graph: graph, layout: layout, order: order, memoryBudget: memoryBudget)
+    public func influencePattern(_ order: InfluencePattern.Order, units: Range<Int>? = nil,
+                                 memoryBudget: Int = Int.max) throws -> InfluencePattern {
+        try InfluencePattern(graph: graph, layout: layout, order: order, units: units, memoryBudget: memoryBudget)
     }
 }

@@ -69,7 +69,7 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         // Additions: every unit's immediate rows (component-major), then the thresholds' terms.
         var additions: [BlockProductPlan.Addition] = []
         for c in 0..<components {
-            for i in 0..<k {
+            for i in pattern.units {
                 let g = groupOf[i], first = Int(layout.unitStart[groups[g].lowerBound])
                 additions.append(.init(block: g, row: pattern.row(ofState: c * k + i, inGroup: groups[g])!, column: Int(layout.unitStart[i]) - first,
                                        count: layout.parameterCount(ofUnit: i)))
@@ -78,7 +78,9 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         var thresholds: ThresholdAdditions? = nil
         if graph.cell == .egru {
             let terms = ThresholdAdditions(layout: layout, weightHH: weightHH, hiddenSize: k) { state, parameter in
-                let g = groupOf[Int(layout.storage[parameter])] // ϑ_j's unit is j
+                let unit = Int(layout.storage[parameter]) // ϑ_j's unit is j
+                guard pattern.units.contains(unit) else { return nil }
+                let g = groupOf[unit]
                 return pattern.row(ofState: state, inGroup: groups[g]).map { (g, $0, parameter - Int(layout.unitStart[groups[g].lowerBound])) }
             }
             for term in terms.targets { additions.append(.init(block: term.block, row: term.row, column: term.column, count: 1)) }
@@ -118,7 +120,7 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     @_specialize(where Scalar == Float)
     func update(stream b: Int, weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
                 stateWeights w: UnsafeBufferPointer<Scalar>, gradient g: UnsafeMutableBufferPointer<Scalar>) throws {
-        let stream = streams[b], graph = pattern.graph, layout = pattern.layout, k = graph.hiddenSize
+        let stream = streams[b], graph = pattern.graph, layout = pattern.layout
         stream.dynamics.withUnsafeMutableBufferPointer { dt in
             if let dynamicsSubset {
                 StepJacobian.dynamicsTransposed(graph: graph, weightHH: weightHH, record: r, subset: dynamicsSubset, into: dt)
@@ -131,7 +133,7 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
             var offset = 0
             for c in 0..<graph.cell.stateComponents {
                 layout.withImmediateRow(r, component: c, gateRows: weightHH.rowCount) { row in
-                    for i in 0..<k {
+                    for i in pattern.units {
                         let first = Int(layout.unitStart[i]), count = Int(layout.unitStart[i + 1]) - first
                         row.write(first: first, count: count, into: e.baseAddress! + offset)
                         offset += count

@@ -90,6 +90,7 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
         let storage = self.storage
         func column(_ state: Int, _ parameter: Int) -> Int? {
             let unit = layout.unitStart.lastIndex(where: { $0 <= Int32(parameter) })!
+            guard pattern.units.contains(unit) else { return nil } // another shard's
             return columnOf[groupOfUnit[unit] * graph.stateSize + state]
         }
         func position(_ state: Int, _ parameter: Int) -> Int? {
@@ -97,7 +98,7 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
         }
         var immediateStart = [Int32](repeating: -1, count: graph.stateSize)
         var immediateColumn = [Int32](repeating: -1, count: graph.stateSize)
-        for i in 0..<k {
+        for i in pattern.units {
             let first = Int(layout.unitStart[i])
             immediateStart[i] = Int32(position(i, first) ?? -1)
             immediateColumn[i] = Int32(column(i, first) ?? -1)
@@ -161,11 +162,11 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
     private func addImmediate(_ r: StepRecord<Scalar>, into j: UnsafeMutableBufferPointer<Scalar>, weightHH: SparseMatrix<Scalar>,
                               scales: UnsafeBufferPointer<Scalar>, pending: UnsafeMutableBufferPointer<Scalar>,
                               gradient: UnsafeMutableBufferPointer<Scalar>) {
-        let layout = pattern.layout, k = pattern.graph.hiddenSize
+        let layout = pattern.layout
         storage.columnPointers.withUnsafeBufferPointer { pointers in
             columnFirstRow.withUnsafeBufferPointer { firstRow in
                 layout.withImmediateRow(r, component: 0, gateRows: weightHH.rowCount) { row in
-                    for i in 0..<k {
+                    for i in pattern.units {
                         let column = Int(immediateColumn[i])
                         let weight = pending[column]
                         if weight != 0 {
