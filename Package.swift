@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 //
 // SparseRTRL: sparse linear-algebra kernels over SuiteSparse, and online recurrent learning
 // (exact RTRL, SnAp-n and unbiased estimators) on top.
@@ -8,6 +8,12 @@
 //     <- SparseKernels (Swift kernel layer)
 //       <- RTRL (recurrent learning)
 //         <- RTRLCommand (the `rtrl` executable)
+//       <- DistributedRTRL (RTRL over MPI processes; only with the `MPI` trait)
+//
+// The `MPI` trait (off by default) builds DistributedRTRL against Open MPI (Debian's
+// libopenmpi-dev, found by pkg-config as ompi-c) and gives `rtrl` its `--distributed` option:
+//   swift build --traits MPI
+// Without it nothing links MPI, and DistributedRTRL is an empty module.
 import PackageDescription
 
 let package = Package(
@@ -15,7 +21,11 @@ let package = Package(
     products: [
         .library(name: "SparseKernels", targets: ["SparseKernels"]),
         .library(name: "RTRL", targets: ["RTRL"]),
+        .library(name: "DistributedRTRL", targets: ["DistributedRTRL"]),
         .executable(name: "rtrl", targets: ["RTRLCommand"]),
+    ],
+    traits: [
+        .trait(name: "MPI", description: "Training over MPI processes (DistributedRTRL, `rtrl train --distributed`); needs Open MPI"),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -40,11 +50,22 @@ let package = Package(
             name: "RTRL",
             dependencies: ["SparseKernels"]
         ),
+        .systemLibrary(
+            name: "CMPI",
+            path: "Sources/CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev"])]
+        ),
+        .target(
+            name: "DistributedRTRL",
+            dependencies: ["RTRL", .target(name: "CMPI", condition: .when(traits: ["MPI"]))]
+        ),
         .executableTarget(
             name: "RTRLCommand",
             dependencies: [
                 "RTRL",
                 "SparseKernels",
+                "DistributedRTRL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -59,6 +80,10 @@ let package = Package(
         ),
         .testTarget(
             name: "RTRLCommandTests",
+            dependencies: ["RTRL"]
+        ),
+        .testTarget(
+            name: "DistributedRTRLTests",
             dependencies: ["RTRL"]
         ),
     ],

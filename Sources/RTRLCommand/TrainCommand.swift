@@ -45,27 +45,49 @@ struct TrainCommand: ParsableCommand {
     var fisherDamping: Double = 1e-3
     @Option(help: "Natural-gradient filter: refactorise the Fisher estimate every this many updates.")
     var fisherRefactorEvery: Int = 10
+    @Option(help: "Run as one process of an MPI job (mpirun -np R rtrl train --distributed …): units splits the influence matrix of rtrl and snap-N by units, streams splits the streams (--batch). Needs a build with the MPI trait.")
+    var distributed: DistributedSplit?
+    @Option(help: "The most bytes the influence state may take (in a distributed run, each process's part); beyond it the run is refused with the bytes needed.")
+    var memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget
 
     func run() throws {
         try reporting {
-            guard steps >= 0, batch >= 1, reportEvery >= 1, checkpointEvery >= 0 else {
-                throw CommandFailure("--steps must be ≥ 0, --batch and --report-every ≥ 1, --checkpoint-every ≥ 0")
+            guard steps >= 0, batch >= 1, reportEvery >= 1, checkpointEvery >= 0, memoryBudget >= 0 else {
+                throw CommandFailure("--steps must be ≥ 0, --batch and --report-every ≥ 1, --checkpoint-every and --memory-budget ≥ 0")
             }
             if plot != nil && metrics == nil { throw CommandFailure("--plot needs --metrics (the curves are drawn from it)") }
             let task = try makeTask()
+            var run = DistributedRun.single
+            if let distributed {
+                // Every process builds the same model and settings; the split needs them first.
+                let (model, method) = try resume.map { try Trainer<Double>.savedModelAndMethod(in: $0) } ?? (try makeModel(task: task), try GradientMethod(parsing: method))
+                run = try DistributedRun.start(distributed, model: model, method: method, streams: batch)
+            }
+            do {
+                try train(task: task, run: run)
+            } catch {
+                guard distributed != nil else { throw error }
+                run.fail(error)
+            }
+            run.finish()
+        }
+    }
+
+    func makeModel(task: TrainingTask) throws -> Model<Double> {
+        if let model { return try Model<Double>(directory: model) }
+        let configuration = try ModelConfiguration(cell: cell, inputSize: task.inputSize, hiddenSize: hidden,
+                                                   outputSize: task.outputSize, layerCount: layers)
+        return try Model<Double>(random: configuration, density: density, independentGateMasks: independentGateMasks, seed: seed)
+    }
+
+    func train(task: TrainingTask, run: DistributedRun) throws {
+        try reporting {
             let trainer: Trainer<Double>
             if let resume {
-                trainer = try Trainer<Double>(resumingFrom: resume, task: task)
+                trainer = try Trainer<Double>(resumingFrom: resume, task: task, partition: run.partition, exchange: run.exchange,
+                                              memoryBudget: memoryBudget)
             } else {
-                let start: Model<Double>
-                if let model {
-                    start = try Model<Double>(directory: model)
-                } else {
-                    let configuration = try ModelConfiguration(cell: cell, inputSize: task.inputSize, hiddenSize: hidden,
-                                                               outputSize: task.outputSize, layerCount: layers)
-                    start = try Model<Double>(random: configuration, density: density,
-                                              independentGateMasks: independentGateMasks, seed: seed)
-                }
+                let start = try makeModel(task: task)
                 if fisherDecay != nil && (fisherPriorWeight != nil || fisherPrior != nil) {
                     throw CommandFailure("--fisher-decay selects the exponential schedule, which has no prior: give it or --fisher-prior-weight/--fisher-prior, not both")
                 }
@@ -79,10 +101,11 @@ struct TrainCommand: ParsableCommand {
                 let settings = try TrainingConfiguration(method: GradientMethod(parsing: method), optimizer: optimizer,
                                                          learningRate: lr ?? (optimizer == .natural ? 1 : 3e-3), clip: clip,
                                                          updateEvery: updateEvery, threads: threads, seed: seed, filter: filter)
-                trainer = try Trainer(model: start, task: task, configuration: settings)
+                trainer = try Trainer(model: start, task: task, configuration: settings, partition: run.partition, exchange: run.exchange,
+                                      memoryBudget: memoryBudget)
             }
             var csv: FileHandle?
-            if let metrics {
+            if let metrics, run.reports {
                 guard FileManager.default.createFile(atPath: metrics, contents: nil), let handle = FileHandle(forWritingAtPath: metrics) else {
                     throw CommandFailure("cannot write the metrics file \(metrics)")
                 }
@@ -95,6 +118,7 @@ struct TrainCommand: ParsableCommand {
             try trainer.run(until: steps, reportEvery: reportEvery, checkpointEvery: checkpointEvery,
                             checkpoint: { t in if let checkpoint { try t.saveCheckpoint(to: checkpoint) } }) { report in
                 last = report
+                guard run.reports else { return }
                 let remaining = Double(steps - report.step) / max(report.stepsPerSecond, 1e-9)
                 var line = String(format: "step %d/%d  %.0f steps/s  ETA %@  loss %.4f  %@ %@", report.step, steps,
                                   report.stepsPerSecond, formatDuration(remaining), report.loss, report.metricName,
@@ -112,8 +136,9 @@ struct TrainCommand: ParsableCommand {
                     csv.write(Data((values.map { "\($0)" }.joined(separator: ",") + "\n").utf8))
                 }
             }
-            if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
             if let checkpoint { try trainer.saveCheckpoint(to: checkpoint) }
+            guard run.reports else { return }
+            if interactive { FileHandle.standardError.write(Data("\n".utf8)) }
             if let plot {
                 guard let metrics else { return }
                 try? csv?.synchronize()
@@ -130,6 +155,7 @@ struct TrainCommand: ParsableCommand {
             var fields: [(String, Any)] = [("task", task.name), ("method", trainer.configuration.method.description), ("steps", trainer.step),
                                            ("final_loss", final.loss), (final.metricName, final.metric), ("seconds", final.seconds)]
             for e in final.evaluations { fields.append((e.name, e.value)) }
+            fields += run.summary()
             print("{" + fields.map { "\"\($0.0)\": \(jsonValue($0.1))" }.joined(separator: ", ") + "}")
         }
     }

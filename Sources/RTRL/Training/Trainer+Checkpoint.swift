@@ -25,8 +25,18 @@ extension Trainer {
         var preconditioner: NaturalGradientPreconditioner.State?
     }
 
-    /// Writes a checkpoint to `directory` atomically (write, then rename into place).
+    /// Writes a checkpoint to `directory` atomically (write, then rename into place). In a split
+    /// run every process calls it: the parts' snapshots are joined into the whole run's, and only
+    /// the process the exchange names writes, so the checkpoint is the one a single process
+    /// would have written.
     public func saveCheckpoint(to directory: String) throws {
+        let learnerSnapshot: LearnerSnapshot<Scalar>
+        if let exchange {
+            guard let whole = try exchange.checkpointSnapshot(of: learner) else { return }
+            learnerSnapshot = whole
+        } else {
+            learnerSnapshot = try learner.snapshot()
+        }
         let fm = FileManager.default
         let url = URL(fileURLWithPath: directory).standardizedFileURL
         let parent = url.deletingLastPathComponent()
@@ -40,7 +50,7 @@ extension Trainer {
                               taskState: try task.saveState(), step: step, stepsSinceUpdate: stepsSinceUpdate,
                               lossSum: lossSum, lossCount: lossCount, lastGradientNorm: lastGradientNorm,
                               parameters: Packed(model.parameters.flattened), optimizer: optimizer,
-                              learner: try learner.snapshot(), preconditioner: preconditioner?.saveState())
+                              learner: learnerSnapshot, preconditioner: preconditioner?.saveState())
             try JSONEncoder().encode(saved).write(to: temporary.appendingPathComponent("trainer.json"))
             try afterCheckpointFile?("trainer.json")
         } catch EncodingError.invalidValue(let value, let context) {
@@ -70,7 +80,12 @@ extension Trainer {
     /// Resumes from a checkpoint with the task it was written for (built with the same
     /// settings: its state is restored from the checkpoint). `Scalar` must be the precision the
     /// checkpoint was written in; another precision is refused.
-    public convenience init(resumingFrom directory: String, task: TrainingTask) throws {
+    ///
+    /// A process of a split run resumes with its `partition` and `exchange`; the checkpoint may
+    /// have been written by a run split another way, or not split.
+    public convenience init(resumingFrom directory: String, task: TrainingTask, partition: TrainingPartition = .whole,
+                            exchange: (any TrainingExchange<Scalar>)? = nil,
+                            memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
         let path = URL(fileURLWithPath: directory).appendingPathComponent("trainer.json").path
         guard let data = FileBytes.data(path) else {
             throw RTRLError.invalidInput("\(directory) is not a checkpoint (no trainer.json)")
@@ -97,9 +112,10 @@ extension Trainer {
         }
         try parameters.setFlattened(saved.parameters.values)
         model = try Model(configuration: saved.model, parameters: parameters)
-        try self.init(model: model, task: task, configuration: saved.configuration)
+        try self.init(model: model, task: task, configuration: saved.configuration, partition: partition, exchange: exchange,
+                      memoryBudget: memoryBudget)
         try task.restoreState(saved.taskState)
-        try learner.restore(saved.learner)
+        try learner.restore(saved.learner, partition: partition)
         optimizer = saved.optimizer
         if let state = saved.preconditioner { try preconditioner?.restore(state) }
         step = saved.step
@@ -108,6 +124,28 @@ extension Trainer {
         lossCount = saved.lossCount
         lastGradientNorm = saved.lastGradientNorm
     }
+}
+
+extension Trainer {
+    /// The model (its structure and the parameters of its model files) and the gradient method of
+    /// a checkpoint, read without resuming it: what a split run needs to plan its parts before
+    /// each process resumes.
+    public static func savedModelAndMethod(in directory: String) throws -> (model: Model<Double>, method: GradientMethod) {
+        let path = URL(fileURLWithPath: directory).appendingPathComponent("trainer.json").path
+        guard let data = FileBytes.data(path) else {
+            throw RTRLError.invalidInput("\(directory) is not a checkpoint (no trainer.json)")
+        }
+        let settings: CheckpointSettings
+        do { settings = try JSONDecoder().decode(CheckpointSettings.self, from: data) } catch {
+            throw RTRLError.invalidInput("\(path) is not a readable checkpoint")
+        }
+        return (try Model<Double>(directory: directory), settings.configuration.method)
+    }
+}
+
+/// The settings in `trainer.json`, read without the rest.
+private struct CheckpointSettings: Decodable {
+    var configuration: TrainingConfiguration
 }
 
 /// The part of `trainer.json` read before the rest: the precision of its arrays.

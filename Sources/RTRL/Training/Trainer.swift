@@ -125,26 +125,73 @@ public final class Trainer<Scalar: SparseScalar> {
     private var preconditioned: [Scalar] = []
     /// For tests: called after each file of a checkpoint is written (a throw interrupts it).
     var afterCheckpointFile: ((String) throws -> Void)?
+    /// This process's part of a split run, and how the parts are combined (nil: the whole run).
+    public let partition: TrainingPartition
+    let exchange: (any TrainingExchange<Scalar>)?
+    /// The task's streams this process steps (all of them unless data-parallel).
+    let ownStreams: Range<Int>
+    /// Every stream's targets, and the loss and prediction of this process's streams and of all.
+    private var allTargets: [Int]
+    private var ownResults: [Double]
+    private var allResults: [Double]
 
     /// A trainer that starts from `model`; throws if the model's input or output size differs
     /// from the task's, or if the learner cannot be built (memory budget, method and cell).
-    public init(model: Model<Scalar>, task: TrainingTask, configuration: TrainingConfiguration) throws {
+    ///
+    /// With a `partition` and an `exchange`, the trainer is one process's part of a run split over
+    /// several (``TrainingPartition``); every process must build its trainer with the same model,
+    /// task and configuration. Data parallelism takes methods whose gradient is a sum over
+    /// streams with nothing random (not uoro, nobacktrack, kf-rtrl, ok) on one layer; model
+    /// parallelism takes rtrl and snap-N (`OnlineLearner.init(…units:)`).
+    ///
+    /// `memoryBudget` bounds the learner's influence state (of this process's part), in bytes;
+    /// beyond it the trainer is refused with the bytes needed.
+    public init(model: Model<Scalar>, task: TrainingTask, configuration: TrainingConfiguration,
+                partition: TrainingPartition = .whole, exchange: (any TrainingExchange<Scalar>)? = nil,
+                memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
         guard model.inputSize == task.inputSize, model.outputSize == task.outputSize else {
             throw RTRLError.invalidModel("the model takes \(model.inputSize) inputs and \(model.outputSize) classes but the \(task.name) task has \(task.inputSize) and \(task.outputSize)")
         }
         let method = configuration.method
         var sliding = false
         if case .tbptt = method { sliding = true }
+        guard partition.units == nil || partition.streams == nil else {
+            throw RTRLError.invalidOption("a process holds either a range of units or a range of streams, not both")
+        }
+        guard partition == .whole || exchange != nil else {
+            throw RTRLError.invalidOption("a part of a split run needs an exchange with the other parts")
+        }
+        let ownStreams = partition.streams ?? 0..<task.streamCount
+        guard !ownStreams.isEmpty, ownStreams.lowerBound >= 0, ownStreams.upperBound <= task.streamCount else {
+            throw RTRLError.invalidOption("a process's streams must be a non-empty range within the task's 0..<\(task.streamCount), not \(ownStreams)")
+        }
+        if partition.streams != nil {
+            switch method {
+            case .uoro, .noBackTrack, .kfRTRL, .ok:
+                throw RTRLError.invalidOption("\(method) draws random numbers per stream; its streams are not split over processes")
+            default: break
+            }
+            guard !model.configuration.isStacked else {
+                throw RTRLError.invalidOption("a stacked model's streams are not split over processes")
+            }
+        }
         self.configuration = configuration
         self.task = task
-        learner = try OnlineLearner(model: model, method: method, streams: task.streamCount, threads: configuration.threads,
+        self.partition = partition
+        self.exchange = exchange
+        self.ownStreams = ownStreams
+        learner = try OnlineLearner(model: model, method: method, streams: ownStreams.count, threads: configuration.threads,
                                     layout: configuration.layout,
-                                    seed: configuration.seed, slidingTruncation: sliding)
+                                    memoryBudget: memoryBudget, seed: configuration.seed, slidingTruncation: sliding,
+                                    units: partition.units)
         optimizer = try Optimizer(kind: configuration.optimizer, learningRate: configuration.learningRate,
                                   parameterCount: model.parameters.count)
         taskInputs = [Double](repeating: 0, count: task.streamCount * task.inputSize)
-        inputs = [Scalar](repeating: 0, count: task.streamCount * task.inputSize)
-        targets = [Int](repeating: -1, count: task.streamCount)
+        inputs = [Scalar](repeating: 0, count: ownStreams.count * task.inputSize)
+        targets = [Int](repeating: -1, count: ownStreams.count)
+        allTargets = [Int](repeating: -1, count: task.streamCount)
+        ownResults = [Double](repeating: 0, count: 2 * ownStreams.count)
+        allResults = [Double](repeating: 0, count: 2 * task.streamCount)
         theta = model.parameters.flattened
         gradient = [Scalar](repeating: 0, count: theta.count)
         if configuration.optimizer == .natural {
@@ -163,24 +210,40 @@ public final class Trainer<Scalar: SparseScalar> {
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
     public func trainStep() throws -> Double {
-        let n = task.inputSize
+        let n = task.inputSize, first = ownStreams.lowerBound
+        // Every stream draws its inputs (so every process's task stays the same); this process
+        // steps its own.
         taskInputs.withUnsafeMutableBufferPointer { x in
             for b in 0..<task.streamCount {
                 let next = task.next(stream: b, input: UnsafeMutableBufferPointer(rebasing: x[(b * n)..<((b + 1) * n)]))
-                if next.startsSequence && step > 0 { learner.resetState(stream: b) }
-                targets[b] = next.target
+                if next.startsSequence && step > 0 && ownStreams.contains(b) { learner.resetState(stream: b - first) }
+                allTargets[b] = next.target
             }
         }
-        for t in 0..<inputs.count { inputs[t] = Scalar(taskInputs[t]) }
-        let total = try learner.step(inputs: inputs, targets: targets)
-        for b in 0..<task.streamCount {
-            let loss = learner.lastLoss(stream: b)
-            task.observe(stream: b, loss: loss, hadTarget: targets[b] >= 0, prediction: learner.lastPrediction(stream: b))
-            if targets[b] >= 0 { lossSum += loss; lossCount += 1 }
+        for t in 0..<inputs.count { inputs[t] = Scalar(taskInputs[first * n + t]) }
+        for b in 0..<targets.count { targets[b] = allTargets[first + b] }
+        try learner.step(inputs: inputs, targets: targets)
+        for b in 0..<ownStreams.count {
+            ownResults[2 * b] = learner.lastLoss(stream: b)
+            ownResults[2 * b + 1] = Double(learner.lastPrediction(stream: b))
             if learner.model.cell == .egru {
                 activitySum += Double(learner.lastRecord(stream: b).activeUnits) / Double(learner.model.hiddenSize)
                 activityCount += 1
             }
+        }
+        if partition.streams != nil, let exchange {
+            try ownResults.withUnsafeBufferPointer { local in
+                try allResults.withUnsafeMutableBufferPointer { try exchange.gatherStreamValues(local, valuesPerStream: 2, into: $0) }
+            }
+        } else {
+            for t in 0..<ownResults.count { allResults[t] = ownResults[t] }
+        }
+        var total = 0.0
+        for b in 0..<task.streamCount {
+            let loss = allResults[2 * b]
+            total += loss
+            task.observe(stream: b, loss: loss, hadTarget: allTargets[b] >= 0, prediction: Int(allResults[2 * b + 1]))
+            if allTargets[b] >= 0 { lossSum += loss; lossCount += 1 }
         }
         step += 1
         stepsSinceUpdate += 1
@@ -193,7 +256,7 @@ public final class Trainer<Scalar: SparseScalar> {
     private func update() throws {
         let streams = Double(task.streamCount)
         try gradient.withUnsafeMutableBufferPointer { g in
-            try learner.gradient(into: g)
+            if let exchange { try exchange.gradient(of: learner, into: g) } else { try learner.gradient(into: g) }
             for t in 0..<g.count { g[t] /= Scalar(streams) }
             lastGradientNorm = clipGradientNorm(g, maximum: configuration.clip)
         }

@@ -1,0 +1,169 @@
+import Foundation
+import RTRL
+import XCTest
+
+/// `rtrl train --distributed` under mpirun against the same run in one process: the checkpoints'
+/// exact parameters, optimiser moments and learner state (influence matrices included) must be
+/// the single process's, bit for bit (the checkpoint stores every value's bytes). Needs a build
+/// with the `MPI` trait (Scripts/test builds one) and Open MPI's mpirun.
+final class DistributedTrainingTests: XCTestCase {
+    override func setUpWithError() throws {
+        #if !MPI
+        throw XCTSkip("built without the MPI trait (swift build --traits MPI)")
+        #endif
+    }
+
+    private func directory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rtrl-distributed-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url
+    }
+
+    /// Runs `rtrl train` (alone for 0 processes) and returns its JSON result.
+    @discardableResult
+    private func train(_ processes: Int, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws -> [String: Any] {
+        let job = try MPIJob(processes: processes, ["train"] + arguments)
+        let result = job.wait(file: file, line: line)
+        XCTAssertEqual(result.status, 0, "\(processes) processes, \(arguments): \(result.stderr)", file: file, line: line)
+        let lines = result.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "one result line from rank 0 only: \(result.stdout)", file: file, line: line)
+        return try JSONSerialization.jsonObject(with: Data((lines.last ?? "").utf8)) as? [String: Any] ?? [:]
+    }
+
+    /// A checkpoint's trainer.json.
+    private func saved(_ url: URL) throws -> [String: Any] {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("trainer.json"))) as? [String: Any] ?? [:]
+    }
+
+    /// The evolving parts of two checkpoints are equal: every value's bytes.
+    private func assertSameState(_ a: URL, _ b: URL, _ message: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let x = try saved(a), y = try saved(b)
+        XCTAssertNotNil(x["parameters"], message, file: file, line: line)
+        for key in ["parameters", "optimizer", "learner", "step"] {
+            XCTAssertEqual(x[key] as? NSObject, y[key] as? NSObject, "\(message): \(key) differs", file: file, line: line)
+        }
+        // The task's state is JSON inside base64, its keys in each process's dictionary order.
+        func task(_ saved: [String: Any]) throws -> NSObject? {
+            guard let text = saved["taskState"] as? String, let data = Data(base64Encoded: text) else { return nil }
+            return try JSONSerialization.jsonObject(with: data) as? NSObject
+        }
+        XCTAssertNotNil(try task(x), message, file: file, line: line)
+        XCTAssertEqual(try task(x), try task(y), "\(message): the task's state differs", file: file, line: line)
+    }
+
+    func testModelParallelRunsAreTheSingleProcessRun() throws {
+        let dir = try directory()
+        for cell in ["gru", "lstm"] {
+            for method in ["snap-2", "rtrl"] {
+                let common = ["--task", "copy", "--cell", cell, "--hidden", "12", "--density", "0.3", "--method", method,
+                              "--batch", "2", "--steps", "60", "--report-every", "30", "--seed", "5"]
+                let single = dir.appendingPathComponent("\(cell)-\(method)-1")
+                let alone = try train(0, common + ["--checkpoint", single.path])
+                for processes in [2, 3] {
+                    let split = dir.appendingPathComponent("\(cell)-\(method)-\(processes)")
+                    let result = try train(processes, common + ["--checkpoint", split.path, "--distributed", "units"])
+                    XCTAssertEqual(result["processes"] as? Int, processes)
+                    XCTAssertGreaterThan(result["values_exchanged"] as? Int ?? 0, 0)
+                    XCTAssertEqual(result["final_loss"] as? Double, alone["final_loss"] as? Double)
+                    try assertSameState(single, split, "\(cell) \(method) over \(processes) processes")
+                }
+            }
+        }
+    }
+
+    func testDataParallelRunsAreTheSingleProcessRun() throws {
+        let dir = try directory()
+        for (cell, method) in [("gru", "snap-2"), ("lstm", "bptt")] {
+            let common = ["--task", "copy", "--cell", cell, "--hidden", "10", "--density", "0.4", "--method", method,
+                          "--batch", "5", "--steps", "50", "--report-every", "25", "--seed", "7"]
+            let single = dir.appendingPathComponent("\(cell)-1")
+            let alone = try train(0, common + ["--checkpoint", single.path])
+            for processes in [2, 3] {
+                let split = dir.appendingPathComponent("\(cell)-\(processes)")
+                let result = try train(processes, common + ["--checkpoint", split.path, "--distributed", "streams"])
+                XCTAssertEqual(result["processes"] as? Int, processes)
+                XCTAssertEqual(result["final_loss"] as? Double, alone["final_loss"] as? Double)
+                try assertSameState(single, split, "\(cell) \(method) streams over \(processes) processes")
+            }
+        }
+    }
+
+    /// A checkpoint written by 2 processes, resumed by 3 (and by 1), ends where the
+    /// uninterrupted single-process run ends.
+    func testResumingWithAnotherProcessCountGivesTheUninterruptedRun() throws {
+        let dir = try directory()
+        for split in ["units", "streams"] {
+            let common = ["--task", "copy", "--cell", "gru", "--hidden", "12", "--density", "0.3", "--method", "snap-2",
+                          "--batch", "3", "--report-every", "20", "--seed", "9"]
+            let uninterrupted = dir.appendingPathComponent("\(split)-uninterrupted")
+            try train(0, common + ["--steps", "80", "--checkpoint", uninterrupted.path])
+            let first = dir.appendingPathComponent("\(split)-first")
+            try train(2, common + ["--steps", "40", "--checkpoint", first.path, "--distributed", split])
+            XCTAssertEqual(try saved(first)["step"] as? Int, 40)
+            let resumed = dir.appendingPathComponent("\(split)-resumed")
+            try FileManager.default.copyItem(at: first, to: resumed)
+            try train(3, ["--resume", resumed.path, "--task", "copy", "--batch", "3", "--steps", "80", "--report-every", "20",
+                          "--seed", "9", "--checkpoint", resumed.path, "--distributed", split])
+            try assertSameState(uninterrupted, resumed, "\(split): 2 processes, then 3")
+            let alone = dir.appendingPathComponent("\(split)-alone")
+            try train(0, ["--resume", first.path, "--task", "copy", "--batch", "3", "--steps", "80", "--report-every", "20",
+                          "--seed", "9", "--checkpoint", alone.path])
+            try assertSameState(uninterrupted, alone, "\(split): 2 processes, then 1")
+        }
+    }
+
+    /// Killing one process ends the job: the others report why, nothing is left running, and the
+    /// checkpoint in place is whole and resumes (with another process count) to the
+    /// uninterrupted run's result.
+    func testKillingOneProcessEndsTheJobAndLeavesAWholeCheckpoint() throws {
+        let dir = try directory()
+        let checkpoint = dir.appendingPathComponent("run")
+        let common = ["--task", "copy", "--cell", "gru", "--hidden", "16", "--density", "0.3", "--method", "snap-2",
+                      "--batch", "1", "--report-every", "100", "--seed", "11"]
+        let job = try MPIJob(processes: 3, ["train"] + common + ["--steps", "100000000", "--checkpoint", checkpoint.path,
+                                                                  "--checkpoint-every", "50", "--distributed", "units"])
+        let deadline = Date().addingTimeInterval(120)
+        while !FileManager.default.fileExists(atPath: checkpoint.appendingPathComponent("trainer.json").path) && Date() < deadline {
+            usleep(50_000)
+        }
+        let ranks = job.ranks
+        XCTAssertEqual(ranks.count, 3, "mpirun started 3 processes")
+        guard let victim = ranks.last else { return }
+        kill(victim, SIGKILL)
+        let result = job.wait(timeout: 60)
+        XCTAssertNotEqual(result.status, 0)
+        let stopped = result.stderr.components(separatedBy: "was stopped: the MPI job ended because another process failed or was killed").count - 1
+        XCTAssertEqual(stopped, 2, "both surviving processes say why they stopped: \(result.stderr)")
+        for pid in ranks { XCTAssertTrue(MPIJob.ended(pid), "process \(pid) is gone") }
+        // The checkpoint in place is whole: it resumes, with 2 processes, to the uninterrupted result.
+        let step = try XCTUnwrap(saved(checkpoint)["step"] as? Int)
+        let target = step + 30
+        try train(2, ["--resume", checkpoint.path, "--task", "copy", "--batch", "1", "--steps", "\(target)", "--report-every", "10",
+                      "--seed", "11", "--checkpoint", checkpoint.path, "--distributed", "units"])
+        let uninterrupted = dir.appendingPathComponent("uninterrupted")
+        try train(0, common + ["--steps", "\(target)", "--checkpoint", uninterrupted.path])
+        try assertSameState(uninterrupted, checkpoint, "resumed after the kill")
+    }
+
+    /// A budget the whole influence matrix exceeds: refused in one process with the bytes needed,
+    /// refused on every process when the shards are still too large, met by enough shards.
+    func testAMatrixAboveTheBudgetTrainsWhenShardedOverEnoughProcesses() throws {
+        let task = CopyTask(streams: 1, seed: 13)
+        let configuration = try ModelConfiguration(cell: .gru, inputSize: task.inputSize, hiddenSize: 24, outputSize: task.outputSize)
+        let model = try Model<Double>(random: configuration, density: 0.3, seed: 13)
+        let whole = try OnlineLearner(model: model, method: .rtrl).influenceBytes
+        let common = ["--task", "copy", "--cell", "gru", "--hidden", "24", "--density", "0.3", "--method", "rtrl",
+                      "--steps", "20", "--report-every", "10", "--seed", "13"]
+        let budget = whole * 45 / 100
+        let alone = try MPIJob(processes: 0, ["train"] + common + ["--memory-budget", "\(budget)"]).wait()
+        XCTAssertNotEqual(alone.status, 0)
+        XCTAssertTrue(alone.stderr.contains("would need"), alone.stderr)
+        let tooFew = try MPIJob(processes: 2, ["train"] + common + ["--memory-budget", "\(whole * 20 / 100)", "--distributed", "units"]).wait()
+        XCTAssertNotEqual(tooFew.status, 0)
+        XCTAssertTrue(tooFew.stderr.contains("would need"), tooFew.stderr)
+        XCTAssertTrue(tooFew.stderr.contains("ending the job"), tooFew.stderr)
+        let result = try train(3, common + ["--memory-budget", "\(budget)", "--distributed", "units"])
+        XCTAssertEqual(result["processes"] as? Int, 3)
+    }
+}
