@@ -28,6 +28,8 @@ struct BenchStepCommand: ParsableCommand {
     @Flag(help: "Also time the natural-gradient filter on each step's gradient, in the trainer's blocks (observe, refactorise every --fisher-refactor-every steps, solve), as --optimizer natural applies it.")
     var natural = false
     @Option(help: "With --natural: refactorise the Fisher estimate every this many steps.") var fisherRefactorEvery: Int = 10
+    @Option(help: "Run as one process of an MPI job (mpirun -np R rtrl bench step --distributed …): time each process's part (units: its units' influence blocks; streams: its streams) and the exchange of an update. Float64, one thread per process; needs a build with the MPI trait.")
+    var distributed: DistributedSplit?
 
     func run() throws {
         try reporting {
@@ -37,6 +39,12 @@ struct BenchStepCommand: ParsableCommand {
                 throw CommandFailure("--layout must be blocked or generic, not '\(self.layout)'")
             }
             let model = try source.load()
+            if let distributed {
+                guard precision == .float64, threads == 1, layout == .unitBlocked else {
+                    throw CommandFailure("--distributed times Float64 steps on one thread per process in the blocked layout")
+                }
+                return try runDistributed(distributed, model, method)
+            }
             switch precision {
             case .float64: try run(model, method, layout, as: Double.self)
             case .float32: try run(model.converted(to: Float.self), method, layout, as: Float.self)
