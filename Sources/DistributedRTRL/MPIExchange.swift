@@ -77,6 +77,8 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
 
     private var partition: TrainingPartition { partitions[group.rank] }
 
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public func gradient(of learner: OnlineLearner<Scalar>, into flat: UnsafeMutableBufferPointer<Scalar>) throws {
         if partitions[0].streams != nil {
             try dataParallelGradient(of: learner, into: flat)
@@ -85,6 +87,8 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
         }
     }
 
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     private func modelParallelGradient(of learner: OnlineLearner<Scalar>, into flat: UnsafeMutableBufferPointer<Scalar>) throws {
         try learner.gradient(into: flat)
         if counts.isEmpty {
@@ -107,6 +111,8 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
         valuesReceived += receive.count
     }
 
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     private func dataParallelGradient(of learner: OnlineLearner<Scalar>, into flat: UnsafeMutableBufferPointer<Scalar>) throws {
         let p = flat.count, own = learner.streamCount
         if counts.isEmpty {
@@ -130,6 +136,8 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
         valuesReceived += receive.count
     }
 
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public func gatherStreamValues(_ local: UnsafeBufferPointer<Double>, valuesPerStream: Int,
                                    into all: UnsafeMutableBufferPointer<Double>) throws {
         if streamCounts.isEmpty {

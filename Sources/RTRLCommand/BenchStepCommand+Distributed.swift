@@ -5,7 +5,8 @@ import RTRL
 /// `rtrl bench step --distributed units|streams`, as one process of an MPI job: every process
 /// takes the same steps on its part (its units' influence blocks, or its streams), then the
 /// exchange of an update (`MPIExchange.gradient`) is timed on its own. Rank 0 prints one JSON
-/// line: each process's median step time, work and influence size, and the exchange's median
+/// line: each process's median step time, work, influence entries and the bytes its influence
+/// state takes (the entries, plus D and the immediate term per stream), and the exchange's median
 /// time and values per update.
 extension BenchStepCommand {
     func runDistributed(_ split: DistributedSplit, _ model: Model<Double>, _ method: GradientMethod) throws {
@@ -40,18 +41,22 @@ extension BenchStepCommand {
             let start = Stopwatch.now()
             for _ in 0..<perRound { try step() }
             let stepped = Stopwatch.now()
+            // The exchange alone, not the wait for the slowest process.
+            try group.barrier()
+            let arrived = Stopwatch.now()
             try gradient.withUnsafeMutableBufferPointer { try exchange.gradient(of: learner, into: $0) }
             let exchanged = Stopwatch.now()
             learner.resetGradient()
             stepTimes.append((stepped - start) / Double(perRound))
-            exchangeTimes.append(exchanged - stepped)
+            exchangeTimes.append(exchanged - arrived)
         }
         let rounds = stepTimes.count
         let sentPerUpdate = exchange.valuesSent / rounds, receivedPerUpdate = exchange.valuesReceived / rounds
         // Each process's figures, gathered in rank order.
         let mine: [Double] = [Statistics.median(stepTimes), Statistics.median(exchangeTimes), Double(learner.influenceBytes),
                               Double(learner.influencePattern?.statistics.multiplyAddsPerStep ?? 0) * Double(streams.count),
-                              Double(sentPerUpdate), Double(receivedPerUpdate)]
+                              Double(sentPerUpdate), Double(receivedPerUpdate),
+                              Double(learner.influencePattern.map { $0.statistics.nonzeros * streams.count } ?? 0)]
         var gathered = [Double](repeating: 0, count: mine.count * group.size)
         let counts = [Int32](repeating: Int32(mine.count), count: group.size)
         let displacements = (0..<group.size).map { Int32($0 * mine.count) }
@@ -64,7 +69,8 @@ extension BenchStepCommand {
             ("method", method.description), ("cell", model.cell.rawValue), ("hidden", model.hiddenSize), ("batch", batch),
             ("split", split.rawValue), ("processes", group.size), ("parameters", learner.flatParameterCount),
             ("step_seconds", column(0)), ("slowest_step_seconds", column(0).max()!), ("exchange_seconds", column(1)),
-            ("influence_bytes", column(2).map { Int($0) }), ("multiply_adds_per_step", column(3).map { Int($0) }),
+            ("influence_bytes", column(2).map { Int($0) }), ("influence_entries", column(6).map { Int($0) }),
+            ("multiply_adds_per_step", column(3).map { Int($0) }),
             ("values_sent_per_update", column(4).map { Int($0) }), ("values_received_per_update", column(5).map { Int($0) }),
             ("rounds", rounds), ("steps_per_round", perRound),
         ] as [(String, Any)]).map { "\"\($0.0)\": \(jsonList($0.1))" }.joined(separator: ", ") + "}")
