@@ -110,3 +110,39 @@ final class ShardTests: XCTestCase {
         XCTAssertThrowsError(try OnlineLearner(model: model, method: .rtrl, units: 3..<3))
     }
 }
+
+extension ShardTests {
+    /// A whole run's snapshot cut into shards and joined again is the same snapshot; the EGRU's
+    /// scaled form, whose order depends on the split, is refused both ways.
+    func testSnapshotsCutIntoShardsJoinToTheWhole() throws {
+        let model = try Fixtures.model(.lstm, hidden: 11, density: 0.4, seed: 441)
+        let sequences = try (0..<2).map { try Fixtures.sequence(for: model, length: 9, seed: 442 + UInt64($0)) }
+        let whole = try OnlineLearner(model: model, method: .snap(2), streams: 2)
+        for t in 0..<9 { try whole.step(inputs: sequences.flatMap { $0.inputs[t] }, targets: sequences.map { $0.targets[t] }) }
+        let snapshot = try whole.snapshot()
+        let structure = ModelStructure(model)
+        let partitions = try InfluencePattern.balancedShards(graph: structure.graph, layout: structure.layout, order: .snap(2), count: 3)
+            .map { TrainingPartition(units: $0) }
+        let parts = try partitions.map { partition -> OnlineLearner<Double> in
+            let part = try OnlineLearner(model: model, method: .snap(2), streams: 2, units: partition.units)
+            try part.restore(snapshot, partition: partition)
+            return part
+        }
+        let joined = try whole.joinedSnapshot(parts.map { try $0.snapshot() }, partitions: partitions)
+        XCTAssertEqual(joined, snapshot)
+        // Out of order, the parts do not tile the units.
+        XCTAssertThrowsError(try whole.joinedSnapshot(parts.reversed().map { try $0.snapshot() }, partitions: partitions.reversed()))
+
+        let egru = try Fixtures.model(.egru, hidden: 8, density: 0.5, seed: 443)
+        let scaled = try OnlineLearner(model: egru, method: .snap(2))
+        let shard = try OnlineLearner(model: egru, method: .snap(2), units: 0..<4)
+        XCTAssertThrowsError(try shard.restore(try scaled.snapshot(), partition: TrainingPartition(units: 0..<4))) { error in
+            XCTAssertTrue("\(error)".contains("scaled form"), "\(error)")
+        }
+        let other = try OnlineLearner(model: egru, method: .snap(2), units: 4..<8)
+        XCTAssertThrowsError(try scaled.joinedSnapshot([try shard.snapshot(), try other.snapshot()],
+                                                       partitions: [TrainingPartition(units: 0..<4), TrainingPartition(units: 4..<8)])) { error in
+            XCTAssertTrue("\(error)".contains("scaled form"), "\(error)")
+        }
+    }
+}

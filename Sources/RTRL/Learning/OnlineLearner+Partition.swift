@@ -61,6 +61,9 @@ extension OnlineLearner {
             part.streams = Array(whole.streams[streams])
         }
         if let units = partition.units, let pattern = influencePattern, pattern.isShard {
+            guard whole.layout == InfluenceLayout.unitBlocked.rawValue else {
+                throw RTRLError.invalidOption("the checkpoint's influence matrix is stored \(whole.layout ?? "unnamed"), which cannot be cut into shards (the EGRU's scaled form, used when quiet units are skipped, depends on the split)")
+            }
             // This shard's values start after those of the units before it, in the whole order.
             let before = units.lowerBound == 0 ? 0
                 : try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: pattern.order,
