@@ -2,8 +2,8 @@
 import Foundation
 import RTRL
 
-/// The ``TrainingExchange`` of a run split over the processes of an MPI job: process r runs a
-/// ``Trainer`` with `partitions[r]` and this exchange, which combines the parts so that every
+/// The `TrainingExchange` of a run split over the processes of an MPI job: process r runs a
+/// `Trainer` with `partitions[r]` and this exchange, which combines the parts so that every
 /// process gets the numbers a single process would compute.
 ///
 /// - Model parallelism: each process's gradient is exact for its units' parameters and the
@@ -25,8 +25,9 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
     public let group: ProcessGroup
     /// Every process's part, in rank order.
     public let partitions: [TrainingPartition]
-    /// Values this process has sent and received in collective operations so far.
+    /// Values this process has sent in collective operations so far.
     public private(set) var valuesSent = 0
+    /// Values this process has received in collective operations so far.
     public private(set) var valuesReceived = 0
     private var counts: [Int32] = []
     private var displacements: [Int32] = []
@@ -79,6 +80,8 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
 
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
+    /// The update's gradient: this process's part, completed from the others' (see the type's
+    /// documentation for how each split combines them).
     public func gradient(of learner: OnlineLearner<Scalar>, into flat: UnsafeMutableBufferPointer<Scalar>) throws {
         if partitions[0].streams != nil {
             try dataParallelGradient(of: learner, into: flat)
@@ -138,6 +141,7 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
 
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
+    /// Every stream's values from the processes that step them (data parallelism).
     public func gatherStreamValues(_ local: UnsafeBufferPointer<Double>, valuesPerStream: Int,
                                    into all: UnsafeMutableBufferPointer<Double>) throws {
         if streamCounts.isEmpty {
@@ -149,6 +153,8 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
         valuesReceived += all.count
     }
 
+    /// Every process's learner snapshot, gathered on rank 0 and joined into the whole run's
+    /// (nil on the other processes).
     public func checkpointSnapshot(of learner: OnlineLearner<Scalar>) throws -> LearnerSnapshot<Scalar>? {
         let bytes = try [UInt8](JSONEncoder().encode(learner.snapshot()))
         guard let parts = try group.gather(bytes, root: 0) else { return nil }

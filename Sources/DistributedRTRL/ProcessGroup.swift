@@ -4,7 +4,7 @@ import RTRL
 
 /// The processes of an MPI job (`MPI_COMM_WORLD`): their number, this one's rank, and the few
 /// collective operations a split training run needs. MPI is started once per process by
-/// ``start()`` and stopped by ``finish()``. Errors come back as thrown ``RTRLError``s (the
+/// ``start()`` and stopped by ``finish()``. Errors come back as thrown ``DistributedError``s (the
 /// communicator returns error codes instead of aborting).
 ///
 /// Every operation is collective: every process calls it, in the same order. Calls must come
