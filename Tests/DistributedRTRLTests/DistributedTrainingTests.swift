@@ -52,41 +52,78 @@ final class DistributedTrainingTests: XCTestCase {
         XCTAssertEqual(try task(x), try task(y), "\(message): the task's state differs", file: file, line: line)
     }
 
-    func testModelParallelRunsAreTheSingleProcessRun() throws {
+    /// Trains with `arguments` alone and split by `split` over 2 and 3 processes; the results and
+    /// checkpoints must be the single process's.
+    private func assertSplitRunsMatch(_ arguments: [String], split: String, _ name: String,
+                                      file: StaticString = #filePath, line: UInt = #line) throws {
         let dir = try directory()
+        let single = dir.appendingPathComponent("1")
+        let alone = try train(0, arguments + ["--checkpoint", single.path], file: file, line: line)
+        for processes in [2, 3] {
+            let checkpoint = dir.appendingPathComponent("\(processes)")
+            let result = try train(processes, arguments + ["--checkpoint", checkpoint.path, "--distributed", split], file: file, line: line)
+            XCTAssertEqual(result["processes"] as? Int, processes, file: file, line: line)
+            XCTAssertGreaterThan(result["values_exchanged"] as? Int ?? 0, 0, file: file, line: line)
+            XCTAssertEqual(result["final_loss"] as? Double, alone["final_loss"] as? Double, file: file, line: line)
+            try assertSameState(single, checkpoint, "\(name) split by \(split) over \(processes) processes", file: file, line: line)
+        }
+    }
+
+    func testModelParallelRunsAreTheSingleProcessRun() throws {
         for cell in ["gru", "lstm"] {
             for method in ["snap-2", "rtrl"] {
-                let common = ["--task", "copy", "--cell", cell, "--hidden", "12", "--density", "0.3", "--method", method,
-                              "--batch", "2", "--steps", "60", "--report-every", "30", "--seed", "5"]
-                let single = dir.appendingPathComponent("\(cell)-\(method)-1")
-                let alone = try train(0, common + ["--checkpoint", single.path])
-                for processes in [2, 3] {
-                    let split = dir.appendingPathComponent("\(cell)-\(method)-\(processes)")
-                    let result = try train(processes, common + ["--checkpoint", split.path, "--distributed", "units"])
-                    XCTAssertEqual(result["processes"] as? Int, processes)
-                    XCTAssertGreaterThan(result["values_exchanged"] as? Int ?? 0, 0)
-                    XCTAssertEqual(result["final_loss"] as? Double, alone["final_loss"] as? Double)
-                    try assertSameState(single, split, "\(cell) \(method) over \(processes) processes")
-                }
+                try assertSplitRunsMatch(["--task", "copy", "--cell", cell, "--hidden", "12", "--density", "0.3", "--method", method,
+                                          "--batch", "2", "--steps", "60", "--report-every", "30", "--seed", "5"],
+                                         split: "units", "\(cell) \(method)")
             }
         }
     }
 
     func testDataParallelRunsAreTheSingleProcessRun() throws {
-        let dir = try directory()
         for (cell, method) in [("gru", "snap-2"), ("lstm", "bptt")] {
-            let common = ["--task", "copy", "--cell", cell, "--hidden", "10", "--density", "0.4", "--method", method,
-                          "--batch", "5", "--steps", "50", "--report-every", "25", "--seed", "7"]
-            let single = dir.appendingPathComponent("\(cell)-1")
-            let alone = try train(0, common + ["--checkpoint", single.path])
-            for processes in [2, 3] {
-                let split = dir.appendingPathComponent("\(cell)-\(processes)")
-                let result = try train(processes, common + ["--checkpoint", split.path, "--distributed", "streams"])
-                XCTAssertEqual(result["processes"] as? Int, processes)
-                XCTAssertEqual(result["final_loss"] as? Double, alone["final_loss"] as? Double)
-                try assertSameState(single, split, "\(cell) \(method) streams over \(processes) processes")
-            }
+            try assertSplitRunsMatch(["--task", "copy", "--cell", cell, "--hidden", "10", "--density", "0.4", "--method", method,
+                                      "--batch", "5", "--steps", "50", "--report-every", "25", "--seed", "7"],
+                                     split: "streams", "\(cell) \(method)")
         }
+    }
+
+    /// The EGRU's skipping form splits by units too (no checkpoint: its storage order depends on
+    /// the split, so writing one is refused, with nothing written).
+    func testModelParallelEGRUIsTheSingleProcessRunAndRefusesCheckpoints() throws {
+        let arguments = ["--task", "copy", "--cell", "egru", "--hidden", "12", "--density", "0.4", "--method", "snap-2",
+                         "--steps", "60", "--report-every", "30", "--seed", "3"]
+        let alone = try train(0, arguments)
+        XCTAssertNotNil(alone["final_loss"] as? Double)
+        for processes in [2, 3] {
+            let result = try train(processes, arguments + ["--distributed", "units"])
+            XCTAssertEqual(result["final_loss"] as? Double, alone["final_loss"] as? Double, "\(processes) processes")
+            XCTAssertEqual(result["activity"] as? Double, alone["activity"] as? Double, "\(processes) processes")
+        }
+        let checkpoint = try directory().appendingPathComponent("run")
+        let refused = try MPIJob(processes: 2, ["train"] + arguments + ["--checkpoint", checkpoint.path, "--distributed", "units"]).wait()
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("scaled form"), refused.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: checkpoint.path))
+    }
+
+    /// `rtrl bench step --distributed`: the processes' work and entries add up to the whole
+    /// pattern's, counted here by the library.
+    func testTheDistributedBenchmarkSplitsTheWholeWork() throws {
+        let configuration = try ModelConfiguration(cell: .gru, inputSize: 16, hiddenSize: 20, outputSize: 4)
+        let model = try Model<Double>(random: configuration, density: 0.3, seed: 17)
+        let pattern = try ModelStructure(model).influencePattern(.snap(2))
+        let job = try MPIJob(processes: 3, ["bench", "step", "--distributed", "units", "--cell", "gru", "--rows", "20",
+                                            "--density", "0.3", "--inputs", "16", "--seed", "17", "--method", "snap-2",
+                                            "--steps", "20", "--warmup", "2"])
+        let result = job.wait()
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let line = try XCTUnwrap(result.stdout.split(separator: "\n").last)
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        XCTAssertEqual(json["processes"] as? Int, 3)
+        XCTAssertEqual((json["multiply_adds_per_step"] as? [Int])?.reduce(0, +), pattern.statistics.multiplyAddsPerStep)
+        XCTAssertEqual((json["influence_entries"] as? [Int])?.reduce(0, +), pattern.statistics.nonzeros)
+        XCTAssertEqual((json["values_received_per_update"] as? [Int]) ?? [], [Int](repeating: pattern.layout.count, count: 3))
+        XCTAssertEqual((json["step_seconds"] as? [Double])?.count, 3)
     }
 
     /// A checkpoint written by 2 processes, resumed by 3 (and by 1), ends where the
