@@ -80,7 +80,7 @@ final class DistributedTrainingTests: XCTestCase {
     }
 
     func testDataParallelRunsAreTheSingleProcessRun() throws {
-        for (cell, method) in [("gru", "snap-2"), ("lstm", "bptt")] {
+        for (cell, method) in [("gru", "snap-2"), ("lstm", "bptt"), ("rnn", "uoro"), ("gru", "kf-rtrl")] {
             try assertSplitRunsMatch(["--task", "copy", "--cell", cell, "--hidden", "10", "--density", "0.4", "--method", method,
                                       "--batch", "5", "--steps", "50", "--report-every", "25", "--seed", "7"],
                                      split: "streams", "\(cell) \(method)")

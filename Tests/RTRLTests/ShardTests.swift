@@ -146,3 +146,33 @@ extension ShardTests {
         }
     }
 }
+
+extension ShardTests {
+    /// Streams split over learners (`firstStream`): each stream's gradient is the whole learner's
+    /// stream's, bit for bit, random numbers of the stochastic methods included.
+    func testStreamsSplitOverLearnersDrawTheWholeRunsNumbers() throws {
+        let model = try Fixtures.model(.gru, hidden: 9, density: 0.4, seed: 451)
+        let sequences = try (0..<3).map { try Fixtures.sequence(for: model, length: 12, seed: 452 + UInt64($0)) }
+        for method in [GradientMethod.uoro, .noBackTrack, .kfRTRL, .snap(2)] {
+            func run(_ learner: OnlineLearner<Double>, _ streams: Range<Int>) throws -> [[Double]] {
+                for t in 0..<12 {
+                    try learner.step(inputs: streams.flatMap { sequences[$0].inputs[t] }, targets: streams.map { sequences[$0].targets[t] })
+                }
+                return try (0..<streams.count).map { b in
+                    var flat = [Double](repeating: 0, count: learner.flatParameterCount)
+                    try flat.withUnsafeMutableBufferPointer { try learner.gradient(stream: b, into: $0) }
+                    return flat
+                }
+            }
+            let whole = try run(OnlineLearner(model: model, method: method, streams: 3, seed: 7), 0..<3)
+            let first = try run(OnlineLearner(model: model, method: method, streams: 1, seed: 7), 0..<1)
+            let rest = try run(OnlineLearner(model: model, method: method, streams: 2, seed: 7, firstStream: 1), 1..<3)
+            XCTAssertEqual(first + rest, whole, "\(method)")
+            // Without the offset, the second part would draw the first part's numbers.
+            if method != .snap(2) {
+                let unshifted = try run(OnlineLearner(model: model, method: method, streams: 2, seed: 7), 1..<3)
+                XCTAssertNotEqual(unshifted, rest, "\(method)")
+            }
+        }
+    }
+}

@@ -8,6 +8,12 @@ enum EstimatorSupport {
         SeededGenerator(seed: seed &+ UInt64(b) &* 0x9E37_79B9_7F4A_7C15 &+ 0xD1B5_4A32_D192_ED03)
     }
 
+    /// The seed whose stream b draws what stream `first` + b of `seed` draws (a learner holding
+    /// streams first, first + 1, … of a larger run): `generator(seed:stream:)` is linear in b.
+    static func seed(_ seed: UInt64, firstStream first: Int) -> UInt64 {
+        seed &+ UInt64(first) &* 0x9E37_79B9_7F4A_7C15
+    }
+
     /// The small constant ε of the variance-reducing scalings ρ = √((‖a‖ + ε)/(‖b‖ + ε)): it keeps
     /// ρ finite and positive when a factor vanishes (at the first step, or for a silent unit).
     /// Any positive ρ keeps the estimates unbiased; ε only matters when a norm is near zero.

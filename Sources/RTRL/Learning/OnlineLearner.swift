@@ -109,11 +109,17 @@ public final class OnlineLearner<Scalar: SparseScalar> {
     ///     terms (exactly 0, except an EGRU threshold's direct path), and their true values come
     ///     from the shard that holds them. Only rtrl and snap-N, on one layer, in the
     ///     unit-blocked layout.
+    ///   - firstStream: the learner's streams are streams firstStream, firstStream + 1, … of a
+    ///     larger run (data parallelism): the stochastic methods' stream b draws what that run's
+    ///     stream firstStream + b draws. One layer only.
     public init(model: Model<Scalar>, method: GradientMethod, streams: Int = 1, threads: Int = 1,
                 layout: InfluenceLayout = .unitBlocked, skipsQuietUnits: Bool = true,
                 memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget, seed: UInt64 = 0,
-                slidingTruncation: Bool = false, units: Range<Int>? = nil) throws {
+                slidingTruncation: Bool = false, units: Range<Int>? = nil, firstStream: Int = 0) throws {
         try method.validate()
+        guard firstStream >= 0, firstStream == 0 || !model.configuration.isStacked else {
+            throw RTRLError.invalidOption("the first stream must be ≥ 0, and 0 for a stacked model, not \(firstStream)")
+        }
         if units != nil {
             switch method {
             case .rtrl, .snap: break
@@ -164,7 +170,8 @@ public final class OnlineLearner<Scalar: SparseScalar> {
             tracker = .history
         case .uoro, .noBackTrack, .kfRTRL, .ok:
             tracker = .estimator(try makeEstimator(method: method, model: model, structure: structure, streams: streams,
-                                                   seed: seed, memoryBudget: memoryBudget))
+                                                   seed: EstimatorSupport.seed(seed, firstStream: firstStream),
+                                                   memoryBudget: memoryBudget))
         }
         }
         self.influencePattern = pattern

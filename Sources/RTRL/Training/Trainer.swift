@@ -140,9 +140,9 @@ public final class Trainer<Scalar: SparseScalar> {
     ///
     /// With a `partition` and an `exchange`, the trainer is one process's part of a run split over
     /// several (``TrainingPartition``); every process must build its trainer with the same model,
-    /// task and configuration. Data parallelism takes methods whose gradient is a sum over
-    /// streams with nothing random (not uoro, nobacktrack, kf-rtrl, ok) on one layer; model
-    /// parallelism takes rtrl and snap-N (`OnlineLearner.init(…units:)`).
+    /// task and configuration. Data parallelism takes every method on one layer (a stochastic
+    /// method's stream draws what it would in one process); model parallelism takes rtrl and
+    /// snap-N (`OnlineLearner.init(…units:)`).
     ///
     /// `memoryBudget` bounds the learner's influence state (of this process's part), in bytes;
     /// beyond it the trainer is refused with the bytes needed.
@@ -166,11 +166,6 @@ public final class Trainer<Scalar: SparseScalar> {
             throw RTRLError.invalidOption("a process's streams must be a non-empty range within the task's 0..<\(task.streamCount), not \(ownStreams)")
         }
         if partition.streams != nil {
-            switch method {
-            case .uoro, .noBackTrack, .kfRTRL, .ok:
-                throw RTRLError.invalidOption("\(method) draws random numbers per stream; its streams are not split over processes")
-            default: break
-            }
             guard !model.configuration.isStacked else {
                 throw RTRLError.invalidOption("a stacked model's streams are not split over processes")
             }
@@ -183,7 +178,7 @@ public final class Trainer<Scalar: SparseScalar> {
         learner = try OnlineLearner(model: model, method: method, streams: ownStreams.count, threads: configuration.threads,
                                     layout: configuration.layout,
                                     memoryBudget: memoryBudget, seed: configuration.seed, slidingTruncation: sliding,
-                                    units: partition.units)
+                                    units: partition.units, firstStream: ownStreams.lowerBound)
         optimizer = try Optimizer(kind: configuration.optimizer, learningRate: configuration.learningRate,
                                   parameterCount: model.parameters.count)
         taskInputs = [Double](repeating: 0, count: task.streamCount * task.inputSize)
