@@ -104,6 +104,10 @@ struct TrainCommand: ParsableCommand {
                 trainer = try Trainer(model: start, task: task, configuration: settings, partition: run.partition, exchange: run.exchange,
                                       memoryBudget: memoryBudget)
             }
+            if checkpoint != nil, run.partition.units != nil, trainer.model.cell == .egru {
+                // Found now rather than at the first checkpoint, hours into the run.
+                throw CommandFailure("an EGRU run split by units cannot write checkpoints: the scaled form it uses to skip quiet units stores J in an order that depends on the split (split by streams, or leave out --checkpoint)")
+            }
             var csv: FileHandle?
             if let metrics, run.reports {
                 guard FileManager.default.createFile(atPath: metrics, contents: nil), let handle = FileHandle(forWritingAtPath: metrics) else {
