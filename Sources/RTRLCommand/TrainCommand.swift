@@ -58,13 +58,15 @@ struct TrainCommand: ParsableCommand {
             if plot != nil && metrics == nil { throw CommandFailure("--plot needs --metrics (the curves are drawn from it)") }
             let task = try makeTask()
             var run = DistributedRun.single
+            var start: Model<Double>? = nil
             if let distributed {
                 // Every process builds the same model and settings; the split needs them first.
                 let (model, method) = try resume.map { try Trainer<Double>.savedModelAndMethod(in: $0) } ?? (try makeModel(task: task), try GradientMethod(parsing: method))
+                if resume == nil { start = model }
                 run = try DistributedRun.start(distributed, model: model, method: method, streams: batch)
             }
             do {
-                try train(task: task, run: run)
+                try train(task: task, run: run, start: start)
             } catch {
                 guard distributed != nil else { throw error }
                 run.fail(error)
@@ -80,14 +82,15 @@ struct TrainCommand: ParsableCommand {
         return try Model<Double>(random: configuration, density: density, independentGateMasks: independentGateMasks, seed: seed)
     }
 
-    func train(task: TrainingTask, run: DistributedRun) throws {
+    /// Trains from `start` (nil: the model of --model or a new one), or resumes --resume.
+    func train(task: TrainingTask, run: DistributedRun, start: Model<Double>?) throws {
         try reporting {
             let trainer: Trainer<Double>
             if let resume {
                 trainer = try Trainer<Double>(resumingFrom: resume, task: task, partition: run.partition, exchange: run.exchange,
                                               memoryBudget: memoryBudget)
             } else {
-                let start = try makeModel(task: task)
+                let start = try start ?? makeModel(task: task)
                 if fisherDecay != nil && (fisherPriorWeight != nil || fisherPrior != nil) {
                     throw CommandFailure("--fisher-decay selects the exponential schedule, which has no prior: give it or --fisher-prior-weight/--fisher-prior, not both")
                 }
@@ -103,10 +106,6 @@ struct TrainCommand: ParsableCommand {
                                                          updateEvery: updateEvery, threads: threads, seed: seed, filter: filter)
                 trainer = try Trainer(model: start, task: task, configuration: settings, partition: run.partition, exchange: run.exchange,
                                       memoryBudget: memoryBudget)
-            }
-            if checkpoint != nil, run.partition.units != nil, trainer.model.cell == .egru {
-                // Found now rather than at the first checkpoint, hours into the run.
-                throw CommandFailure("an EGRU run split by units cannot write checkpoints: the scaled form it uses to skip quiet units stores J in an order that depends on the split (split by streams, or leave out --checkpoint)")
             }
             var csv: FileHandle?
             if let metrics, run.reports {

@@ -6,9 +6,9 @@ extension OnlineLearner {
     /// their partitions: by streams, the parts' streams one after another; by units, every
     /// stream's state and readout gradient from the first part, and from each part its units'
     /// influence values (the "blocked" order is unit by unit, so consecutive ranges of units
-    /// concatenate) and its units' core gradient. Throws for parts that do not tile the run,
-    /// and for the EGRU's scaled form (skipping quiet units), whose storage order depends on
-    /// the split.
+    /// concatenate; so do the EGRU's scaled form's "blocked-scaled-units" values, scales and
+    /// deferred weights) and its units' core gradient. Throws for parts that do not tile the run,
+    /// and for influence orders that do not concatenate.
     public func joinedSnapshot(_ parts: [LearnerSnapshot<Scalar>], partitions: [TrainingPartition]) throws -> LearnerSnapshot<Scalar> {
         guard !parts.isEmpty, parts.count == partitions.count else {
             throw RTRLError.invalidInput("a split run's snapshot needs one part per process (\(parts.count) parts, \(partitions.count) processes)")
@@ -25,18 +25,21 @@ extension OnlineLearner {
         }
         let ranges = partitions.map { $0.units! }
         try checkTiling(ranges, "units", total: model.hiddenSize)
-        guard whole.layout == InfluenceLayout.unitBlocked.rawValue, parts.allSatisfy({ $0.layout == whole.layout }) else {
-            throw RTRLError.invalidOption("the influence matrix stored \(whole.layout ?? "unnamed") cannot be joined from shards (the EGRU's scaled form, used when quiet units are skipped, depends on the split)")
+        guard let layout = whole.layout, Self.unitOrders.contains(layout), parts.allSatisfy({ $0.layout == layout }) else {
+            throw RTRLError.invalidOption("the influence matrix stored \(whole.layout ?? "unnamed") cannot be joined from shards (its order is not unit by unit)")
         }
         guard parts.allSatisfy({ $0.streams.count == whole.streams.count }) else {
             throw RTRLError.invalidInput("the shards' snapshots hold different numbers of streams")
         }
         let unitStart = structure.layout.unitStart
+        let scaled = whole.streams.first?.influenceScale != nil
         for b in whole.streams.indices {
-            var influence: [Scalar] = []
+            var influence: [Scalar] = [], scales: [Scalar] = [], pending: [Scalar] = []
             var core = whole.streams[b].coreGradient.values
             for (r, part) in parts.enumerated() {
                 influence += part.streams[b].influence?.values ?? []
+                scales += part.streams[b].influenceScale?.values ?? []
+                pending += part.streams[b].influencePending?.values ?? []
                 let own = Int(unitStart[ranges[r].lowerBound])..<Int(unitStart[ranges[r].upperBound])
                 guard part.streams[b].coreGradient.values.count == core.count else {
                     throw RTRLError.invalidInput("shard \(r)'s gradient has \(part.streams[b].coreGradient.values.count) values, not \(core.count)")
@@ -44,6 +47,10 @@ extension OnlineLearner {
                 for t in own { core[t] = part.streams[b].coreGradient.values[t] }
             }
             whole.streams[b].influence = Packed(influence)
+            if scaled {
+                whole.streams[b].influenceScale = Packed(scales)
+                whole.streams[b].influencePending = Packed(pending)
+            }
             whole.streams[b].coreGradient = Packed(core)
         }
         return whole
@@ -61,23 +68,38 @@ extension OnlineLearner {
             part.streams = Array(whole.streams[streams])
         }
         if let units = partition.units, let pattern = influencePattern, pattern.isShard {
-            guard whole.layout == InfluenceLayout.unitBlocked.rawValue else {
-                throw RTRLError.invalidOption("the checkpoint's influence matrix is stored \(whole.layout ?? "unnamed"), which cannot be cut into shards (the EGRU's scaled form, used when quiet units are skipped, depends on the split)")
+            guard let layout = whole.layout, Self.unitOrders.contains(layout) else {
+                throw RTRLError.invalidOption("the checkpoint's influence matrix is stored \(whole.layout ?? "unnamed"), which cannot be cut into shards (its order is not unit by unit)")
             }
-            // This shard's values start after those of the units before it, in the whole order.
-            let before = units.lowerBound == 0 ? 0
+            // This shard's values (and the scaled form's columns) start after those of the units
+            // before it, in the whole order.
+            let earlier = units.lowerBound == 0 ? nil
                 : try InfluencePattern.statistics(graph: structure.graph, layout: structure.layout, order: pattern.order,
-                                                  units: 0..<units.lowerBound).nonzeros
-            let count = pattern.statistics.nonzeros
-            for b in part.streams.indices {
-                guard let values = part.streams[b].influence?.values, values.count >= before + count else {
+                                                  units: 0..<units.lowerBound)
+            let before = earlier?.nonzeros ?? 0, count = pattern.statistics.nonzeros
+            let components = structure.graph.cell.stateComponents
+            let columnsBefore = (earlier?.reachPairs ?? 0) * components, columns = pattern.statistics.reachPairs * components
+            func cut(_ array: Packed<Scalar>?, _ start: Int, _ count: Int, _ b: Int) throws -> Packed<Scalar>? {
+                guard let values = array?.values else { return nil }
+                guard values.count >= start + count else {
                     throw RTRLError.invalidInput("the checkpoint's influence matrix of stream \(b) does not hold units \(units)")
                 }
-                part.streams[b].influence = Packed(Array(values[before..<(before + count)]))
+                return Packed(Array(values[start..<(start + count)]))
+            }
+            for b in part.streams.indices {
+                guard part.streams[b].influence != nil else {
+                    throw RTRLError.invalidInput("the checkpoint has no influence matrix")
+                }
+                part.streams[b].influence = try cut(part.streams[b].influence, before, count, b)
+                part.streams[b].influenceScale = try cut(part.streams[b].influenceScale, columnsBefore, columns, b)
+                part.streams[b].influencePending = try cut(part.streams[b].influencePending, columnsBefore, columns, b)
             }
         }
         try restore(part)
     }
+
+    /// The influence orders that hold J unit by unit, so that shards concatenate.
+    private static var unitOrders: Set<String> { [InfluenceLayout.unitBlocked.rawValue, ScaledInfluence<Scalar>.unitOrderName] }
 
     private func checkTiling(_ ranges: [Range<Int>], _ what: String, total: Int? = nil) throws {
         var next = 0

@@ -212,9 +212,9 @@ extension OnlineLearner {
         }
         if case .sparse(let influence) = tracker {
             // Checkpoints written before the storage was named hold an unscaled, ungrouped order.
-            let scaled = influence.storageName == "blocked-scaled"
+            let scaled = influence is ScaledInfluence<Scalar>
             let saved = snapshot.layout ?? (scaled ? "blocked (unnamed, from an older version)" : influence.storageName)
-            guard saved == influence.storageName else {
+            guard saved == influence.storageName || (scaled && saved == ScaledInfluence<Scalar>.storageOrderName) else {
                 throw RTRLError.invalidInput("the checkpoint's influence matrix is stored \(saved), but this learner's is \(influence.storageName) (the EGRU's scaled form is used when quiet units are skipped)")
             }
         }
@@ -235,7 +235,7 @@ extension OnlineLearner {
             case .sparse(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
                 try influence.restoreState(stream: b, InfluenceState(values: values.values, scales: saved.influenceScale?.values,
-                                                                     pending: saved.influencePending?.values))
+                                                                     pending: saved.influencePending?.values, order: snapshot.layout))
             case .dense(let influence):
                 guard let values = saved.influence else { throw RTRLError.invalidInput("the checkpoint has no influence matrix") }
                 influence.streams[b].current = try check(values, influence.streams[b].current.count, "influence matrix")

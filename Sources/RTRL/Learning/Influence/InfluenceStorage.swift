@@ -58,6 +58,8 @@ struct InfluenceState<Scalar: SparseScalar> {
     var values: [Scalar]
     var scales: [Scalar]?
     var pending: [Scalar]?
+    /// The order's name in the checkpoint, where a storage reads more than one.
+    var order: String? = nil
 }
 
 /// Checks a saved array's length.

@@ -11,7 +11,14 @@ import SparseKernels
 ///
 /// Columns hold the parameters of a group of consecutive units that share a reach set (about
 /// `ScaledFormTuning.columnBytes` of them): the update touches scattered columns, and long
-/// ones stream better (BENCHMARKS.md). Checkpoints name this order "blocked-scaled".
+/// ones stream better (BENCHMARKS.md).
+///
+/// Checkpoints hold the state unit by unit ("blocked-scaled-units"): for every unit, every
+/// column of its group (state variable of the group's reach set) holds the unit's values, its
+/// scale and its deferred weight. Units of one group share their columns' scales and weights,
+/// which evolve with the column's state variable alone, so any grouping — a shard's, or another
+/// column length — reads the same checkpoint, and shards of consecutive units concatenate. The
+/// older order, the storage's own ("blocked-scaled"), is still read by a learner grouped alike.
 final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
     let pattern: InfluencePattern
     /// The groups of units sharing columns.
@@ -50,7 +57,11 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
     }
     let streams: [Stream]
 
-    var storageName: String { "blocked-scaled" }
+    var storageName: String { Self.unitOrderName }
+    /// The name of checkpoints written unit by unit.
+    static var unitOrderName: String { "blocked-scaled-units" }
+    /// The name of checkpoints written in the storage's own order (before "blocked-scaled-units").
+    static var storageOrderName: String { "blocked-scaled" }
     var multiplyAdds: Int { plan.multiplyAdds }
     var bytesPerStream: Int {
         let stride = MemoryLayout<Scalar>.stride
@@ -207,11 +218,60 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
         }
     }
 
+    /// Calls `body(column, valueStart, count)` for every unit (in order) and every column of its
+    /// group: the unit's `count` values in that column start at `valueStart` of the storage.
+    private func forEachUnitColumn(_ body: (Int, Int, Int) -> Void) {
+        let layout = pattern.layout, components = pattern.graph.cell.stateComponents
+        var firstColumn = 0
+        for group in groups {
+            let columns = components * pattern.reach(ofUnit: group.lowerBound).count
+            let first = Int(layout.unitStart[group.lowerBound])
+            for i in group {
+                let offset = Int(layout.unitStart[i]) - first, count = layout.parameterCount(ofUnit: i)
+                for j in firstColumn..<(firstColumn + columns) { body(j, Int(storage.columnPointers[j]) + offset, count) }
+            }
+            firstColumn += columns
+        }
+    }
+
     func saveState(stream b: Int) -> InfluenceState<Scalar> {
-        InfluenceState(values: streams[b].values, scales: streams[b].scale, pending: streams[b].pending)
+        let stream = streams[b]
+        var values: [Scalar] = [], scales: [Scalar] = [], pending: [Scalar] = []
+        values.reserveCapacity(stream.values.count)
+        forEachUnitColumn { j, start, count in
+            values.append(contentsOf: stream.values[start..<(start + count)])
+            scales.append(stream.scale[j])
+            pending.append(stream.pending[j])
+        }
+        return InfluenceState(values: values, scales: scales, pending: pending)
     }
 
     func restoreState(stream b: Int, _ state: InfluenceState<Scalar>) throws {
+        if state.order == Self.storageOrderName { return try restoreStorageOrder(stream: b, state) }
+        let stream = streams[b]
+        let unitColumns = pattern.statistics.reachPairs * pattern.graph.cell.stateComponents
+        let saved = try checkedCount(state.values, stream.values.count, "influence matrix")
+        guard let scales = state.scales, let pending = state.pending else {
+            throw RTRLError.invalidInput("the checkpoint's scaled influence matrix has no column scales or deferred gradient")
+        }
+        _ = try checkedCount(scales, unitColumns, "influence scales")
+        _ = try checkedCount(pending, unitColumns, "deferred gradient")
+        var values = stream.values, scale = stream.scale, weights = stream.pending
+        var from = 0, t = 0
+        forEachUnitColumn { j, start, count in
+            for r in 0..<count { values[start + r] = saved[from + r] }
+            from += count
+            scale[j] = scales[t]
+            weights[j] = pending[t]
+            t += 1
+        }
+        stream.values = values
+        stream.scale = scale
+        stream.pending = weights
+    }
+
+    /// A checkpoint in the storage's own order (written by a learner grouped alike).
+    private func restoreStorageOrder(stream b: Int, _ state: InfluenceState<Scalar>) throws {
         let stream = streams[b], n = columnState.count
         let values = try checkedCount(state.values, stream.values.count, "influence matrix")
         let scales = try state.scales.map { try checkedCount($0, n, "influence scales") } ?? [Scalar](repeating: 1, count: n)
