@@ -40,7 +40,7 @@ final class DistributedTrainingTests: XCTestCase {
     private func assertSameState(_ a: URL, _ b: URL, _ message: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let x = try saved(a), y = try saved(b)
         XCTAssertNotNil(x["parameters"], message, file: file, line: line)
-        for key in ["parameters", "optimizer", "learner", "step"] {
+        for key in ["parameters", "optimizer", "learner", "preconditioner", "step"] {
             XCTAssertEqual(x[key] as? NSObject, y[key] as? NSObject, "\(message): \(key) differs", file: file, line: line)
         }
         // The task's state is JSON inside base64, its keys in each process's dictionary order.
@@ -84,6 +84,15 @@ final class DistributedTrainingTests: XCTestCase {
             try assertSplitRunsMatch(["--task", "copy", "--cell", cell, "--hidden", "10", "--density", "0.4", "--method", method,
                                       "--batch", "5", "--steps", "50", "--report-every", "25", "--seed", "7"],
                                      split: "streams", "\(cell) \(method)")
+        }
+    }
+
+    /// The natural-gradient filter runs on every process, on the gathered gradient.
+    func testNaturalGradientRunsAreTheSingleProcessRun() throws {
+        for split in ["units", "streams"] {
+            try assertSplitRunsMatch(["--task", "copy", "--cell", "gru", "--hidden", "12", "--density", "0.3", "--method", "snap-2",
+                                      "--optimizer", "natural", "--batch", "3", "--steps", "60", "--report-every", "30", "--seed", "4"],
+                                     split: split, "gru snap-2 natural")
         }
     }
 
