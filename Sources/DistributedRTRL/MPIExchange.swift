@@ -66,7 +66,7 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
     /// even as can be (earlier processes take one more), one per process.
     public static func dataParallel(streams: Int, processes: Int) throws -> [TrainingPartition] {
         guard processes >= 1, streams >= processes else {
-            throw DistributedError("\(streams) stream(s) cannot be split over \(processes) processes (use --streams ≥ \(processes))")
+            throw DistributedError("\(streams) stream(s) cannot be split over \(processes) processes (each needs at least one)")
         }
         var start = 0
         return (0..<processes).map { r in
@@ -76,12 +76,10 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
         }
     }
 
-    private var partition: TrainingPartition { partitions[group.rank] }
-
-    @_specialize(where Scalar == Double)
-    @_specialize(where Scalar == Float)
     /// The update's gradient: this process's part, completed from the others' (see the type's
     /// documentation for how each split combines them).
+    @_specialize(where Scalar == Double)
+    @_specialize(where Scalar == Float)
     public func gradient(of learner: OnlineLearner<Scalar>, into flat: UnsafeMutableBufferPointer<Scalar>) throws {
         if partitions[0].streams != nil {
             try dataParallelGradient(of: learner, into: flat)
@@ -139,9 +137,9 @@ public final class MPIExchange<Scalar: SparseScalar>: TrainingExchange {
         valuesReceived += receive.count
     }
 
+    /// Every stream's values from the processes that step them (data parallelism).
     @_specialize(where Scalar == Double)
     @_specialize(where Scalar == Float)
-    /// Every stream's values from the processes that step them (data parallelism).
     public func gatherStreamValues(_ local: UnsafeBufferPointer<Double>, valuesPerStream: Int,
                                    into all: UnsafeMutableBufferPointer<Double>) throws {
         if streamCounts.isEmpty {

@@ -19,7 +19,8 @@ extension BenchStepCommand {
         let partition = partitions[group.rank]
         let exchange = try MPIExchange<Double>(group: group, partitions: partitions)
         let streams = partition.streams ?? 0..<batch
-        let learner = try OnlineLearner(model: model, method: method, streams: streams.count, units: partition.units)
+        let learner = try OnlineLearner(model: model, method: method, streams: streams.count, units: partition.units,
+                                        firstStream: streams.lowerBound)
         let n = model.inputSize, o = model.outputSize
         // Every process draws every stream's inputs and keeps its own.
         var rng = SeededGenerator(seed: source.seed &+ 99)
@@ -75,7 +76,7 @@ extension BenchStepCommand {
             ("rounds", rounds), ("steps_per_round", perRound),
         ] as [(String, Any)]).map { "\"\($0.0)\": \(jsonList($0.1))" }.joined(separator: ", ") + "}")
         #else
-        throw CommandFailure("this rtrl was built without MPI: build it with `swift build -c release --traits MPI` (needs Open MPI, Debian's libopenmpi-dev) and run it under mpirun")
+        throw DistributedRun.notBuilt
         #endif
     }
 }

@@ -58,9 +58,12 @@ struct DistributedRun {
             fail(error)
         }
         #else
-        throw CommandFailure("this rtrl was built without MPI: build it with `swift build -c release --traits MPI` (needs Open MPI, Debian's libopenmpi-dev) and run it under mpirun")
+        throw notBuilt
         #endif
     }
+
+    /// The refusal of `--distributed` by an rtrl built without the MPI trait.
+    static let notBuilt = CommandFailure("this rtrl was built without MPI: build it with `swift build -c release --traits MPI` (needs Open MPI, Debian's libopenmpi-dev) and run it under mpirun")
 }
 
 #if MPI

@@ -51,7 +51,7 @@ extension OnlineLearner {
                 history.backpropagate(weightHH: model.parameters.weightHH, into: core)
             }
             for t in 0..<layout.count {
-                flat[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += core[t]
+                flat[layout.flatIndex(t, offsets: offsets)] += core[t]
             }
         }
         let w = offsets[5], b = offsets[6]
@@ -72,7 +72,7 @@ extension OnlineLearner {
         }
         let layout = structure.layout, offsets = flatOffsets
         return (Int(layout.unitStart[units.lowerBound])..<Int(layout.unitStart[units.upperBound])).map {
-            offsets[Int(layout.source[$0].rawValue)] + Int(layout.storage[$0])
+            layout.flatIndex($0, offsets: offsets)
         }
     }
 
@@ -268,7 +268,7 @@ extension OnlineLearner {
         var index: [Int] = [], starts = [0]
         func addLayer(_ layout: ParameterLayout, _ offsets: [Int]) {
             let base = index.count
-            for t in 0..<layout.count { index.append(offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])) }
+            for t in 0..<layout.count { index.append(layout.flatIndex(t, offsets: offsets)) }
             for u in layout.unitStart.dropFirst() { starts.append(base + Int(u)) }
         }
         let readoutOffsets: (weight: Int, bias: Int)

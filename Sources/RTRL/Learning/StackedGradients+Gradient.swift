@@ -56,7 +56,7 @@ extension StackedGradients {
             withCoreGradients(stream: b) { core in
                 for l in 0..<layerCount {
                     let layout = structures[l].layout, offsets = flatOffsets[l]
-                    for t in 0..<layout.count { flat[offsets[Int(layout.source[t].rawValue)] + Int(layout.storage[t])] += core[l][t] }
+                    for t in 0..<layout.count { flat[layout.flatIndex(t, offsets: offsets)] += core[l][t] }
                 }
             }
             let s = streams[b]

@@ -187,3 +187,10 @@ struct RowListing {
         return zip(columns[range], positions[range])
     }
 }
+
+extension ParameterLayout {
+    /// Where parameter t lies in a flat vector of a model's tensors (`Parameters.flattened`)
+    /// whose tensor of source s starts at `offsets[s.rawValue]`.
+    @inline(__always)
+    func flatIndex(_ t: Int, offsets: [Int]) -> Int { offsets[Int(source[t].rawValue)] + Int(storage[t]) }
+}
