@@ -118,12 +118,14 @@ final class BlockProductPlanTests: XCTestCase {
     @discardableResult
     private func check<S: SparseScalar>(_ p: Problem, as _: S.Type, kernel: BlockProductPlan.Kernel, panelVectors: Int?,
                                         threads: Int, withSums: Bool, seed: UInt64, tolerance: Double,
+                                        columnSumMethod: BlockProductPlan.ColumnSumMethod = .automatic,
                                         file: StaticString = #filePath, line: UInt = #line) throws -> (x: [S], sums: [S]) {
         let blocks = p.blocks.map { BlockProductPlan.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart) }
         let additions = p.additions.map { BlockProductPlan.Addition(block: $0.block, row: $0.row, column: $0.column, count: $0.count) }
         let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
                                         additions: additions, columnSumCount: p.columnSumCount, threads: threads,
-                                        kernel: kernel, maximumPanelVectors: panelVectors, scalar: S.self)
+                                        kernel: kernel, maximumPanelVectors: panelVectors, columnSumMethod: columnSumMethod,
+                                        scalar: S.self)
         lastPlan = plan
         var random = RandomSparse(seed: seed)
         var x: [S] = random.values(plan.valueCount)
@@ -149,7 +151,8 @@ final class BlockProductPlanTests: XCTestCase {
         XCTAssertClose(x.map { Double($0) }, expected.x, relative: tolerance,
                        "values, \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads", file: file, line: line)
         XCTAssertClose(sums.map { Double($0) }, expected.sums, relative: tolerance,
-                       "column sums, \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors", file: file, line: line)
+                       "column sums (\(columnSumMethod)), \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors",
+                       file: file, line: line)
         return (x, sums)
     }
 
@@ -181,6 +184,34 @@ final class BlockProductPlanTests: XCTestCase {
             default: XCTAssertGreaterThan(plan.tiledRows, 50, "\(kernel)")
             }
         }
+        }
+    }
+
+    func testBothFormsOfTheColumnSumsMatchTheReference() throws {
+        // Each form forced on every block: sparse rows, paired rows and dense tiles, panels of one
+        // vector (many panels a block) to the widest.
+        for p in [problem(seed: 11, n: 24, density: 0.3, blockShapes: shapes),
+                  pairedProblem(seed: 12, n: 24, density: 0.3, blockShapes: shapes),
+                  problem(seed: 13, n: 24, density: 1, blockShapes: shapes)] {
+            for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
+                for method in [BlockProductPlan.ColumnSumMethod.rowByRow, .transposed] {
+                    for vectors in [nil, 1, 2, 5, 15] {
+                        try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 14,
+                                  tolerance: 1e-13, columnSumMethod: method)
+                        let plan = try XCTUnwrap(lastPlan)
+                        XCTAssertEqual(plan.transposedSumBlocks, method == .transposed ? shapes.count : 0, "\(method)")
+                    }
+                    try check(p, as: Float.self, kernel: kernel, panelVectors: nil, threads: 2, withSums: true, seed: 14,
+                              tolerance: 2e-5, columnSumMethod: method)
+                }
+            }
+        }
+        // The automatic rule: u = S_bᵀw for a wide block with few entries (one row: one entry at
+        // most, against 1 × 250 vectors), row by row for a narrow one with many.
+        let p = problem(seed: 15, n: 12, density: 1, blockShapes: [(1, 1000), (12, 8)])
+        for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
+            try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: true, seed: 16, tolerance: 1e-13)
+            XCTAssertEqual(try XCTUnwrap(lastPlan).transposedSumBlocks, 1, "\(kernel)")
         }
     }
 

@@ -101,6 +101,22 @@ public final class BlockProductPlan: Sendable {
         }
     }
 
+    /// How a plan forms the weighted column sums, block by block. Both forms give the same sums
+    /// up to rounding.
+    public enum ColumnSumMethod: String, CaseIterable, Sendable {
+        /// Per block, the form that costs less by the plan's measured rule: `transposed` when the
+        /// block's rows times its vectors of columns exceed 48 times its entries of S_b, else
+        /// `rowByRow`.
+        case automatic
+        /// Each new row, times its weight, is added to the running sums as it is stored: a
+        /// multiply-add and a load and store of the sums for every vector stored.
+        case rowByRow
+        /// u = S_bᵀ·w(R_b) is formed once per block (a pass over S_b's entries) and u'·X_old is
+        /// accumulated while each panel is packed, which costs next to nothing: pays when many
+        /// panels share u.
+        case transposed
+    }
+
     /// The size n of the square matrix A.
     public let dimension: Int
     /// Length of the value array of A passed to `execute`.
@@ -123,6 +139,9 @@ public final class BlockProductPlan: Sendable {
     /// Rows computed three to six at a time (longer runs of rows sharing their columns, as in a
     /// dense S_b); the other rows, neither paired nor tiled, are computed one at a time.
     public let tiledRows: Int
+    /// Blocks whose column sums go through u = S_bᵀ·w (`ColumnSumMethod.transposed`); the
+    /// others' go row by row.
+    public let transposedSumBlocks: Int
     /// The instruction set the plan runs on.
     public let kernel: Kernel
     /// The scalar type the plan was built for.
@@ -168,11 +187,14 @@ public final class BlockProductPlan: Sendable {
     ///   - kernel: the instruction set (nil: the best this processor runs).
     ///   - maximumPanelVectors: the widest panel in vectors (nil: as wide as the registers and the
     ///     L1 cache allow); a tuning and testing knob, 1 to 15.
+    ///   - columnSumMethod: how the column sums are formed (`automatic`: per block, by cost); a
+    ///     tuning and testing knob.
     ///   - memoryBudget: the most bytes the plan may hold, checked before its arrays are allocated.
     ///   - scalar: the scalar type of the values `execute` takes.
     public init<Scalar: SparseScalar>(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
                                       additions: [Addition] = [], columnSumCount: Int, threads: Int = 1, kernel: Kernel? = nil,
-                                      maximumPanelVectors: Int? = nil, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget,
+                                      maximumPanelVectors: Int? = nil, columnSumMethod: ColumnSumMethod = .automatic,
+                                      memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget,
                                       scalar: Scalar.Type = Double.self) throws {
         let n = a.rowCount
         guard a.columnCount == n else {
@@ -439,14 +461,24 @@ public final class BlockProductPlan: Sendable {
         self.int32Data = i32
         self.int64Data = i64
         self.tiles = tiles
-        // The column sums cost, per block, either one pass over S_b's entries (u = S_bᵀw, then
-        // u'·X_old while packing: free) or, row by row, a vector multiply-add per stored vector
-        // (about half the cost per item): the first pays when rows are short against the
-        // block's width in vectors.
-        self.sumsByU = blocks.indices.map { b in
-            let vectors = (blocks[b].columnCount + lanes - 1) / lanes
-            return 2 * entriesOfBlock[b] < blocks[b].rows.count * vectors ? 1 : 0
+        // The column sums cost, per block, either a pass over S_b's entries (u = S_bᵀw, with a
+        // scatter into u, then u'·X_old while packing: next to nothing) or, row by row, a
+        // multiply-add with a load and a store of the sums per stored vector. Measured
+        // (Docs/BENCHMARKS.md, "What was tried"), an entry of the first costs 40–80 stored
+        // vectors of the second: row by row was 4–6% faster on rnn k = 512 SnAp-2 (blocks of 52
+        // rows × 14 vectors over 322 entries: 2.3 stored vectors an entry), the transposed form
+        // 1–2% faster on rnn k = 256 exact RTRL (256 × 1,971 over 6,579: 77).
+        let sumsByU: [UInt8] = blocks.indices.map { b in
+            switch columnSumMethod {
+            case .rowByRow: return 0
+            case .transposed: return 1
+            case .automatic:
+                let vectors = (blocks[b].columnCount + lanes - 1) / lanes
+                return 48 * entriesOfBlock[b] < blocks[b].rows.count * vectors ? 1 : 0
+            }
         }
+        self.sumsByU = sumsByU
+        self.transposedSumBlocks = sumsByU.reduce(0) { $0 + Int($1) }
         self.offsets = o
         self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
         self.maxRows = Int32(maxRows)
