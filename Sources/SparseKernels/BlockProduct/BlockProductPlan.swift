@@ -105,7 +105,7 @@ public final class BlockProductPlan: Sendable {
     /// up to rounding.
     public enum ColumnSumMethod: String, CaseIterable, Sendable {
         /// Per block, the form that costs less by the plan's measured rule: `transposed` when the
-        /// block's rows times its vectors of columns exceed 48 times its entries of S_b, else
+        /// block's rows times its vectors of columns exceed 16 times its entries of S_b, else
         /// `rowByRow`.
         case automatic
         /// Each new row, times its weight, is added to the running sums as it is stored: a
@@ -464,17 +464,18 @@ public final class BlockProductPlan: Sendable {
         // The column sums cost, per block, either a pass over S_b's entries (u = S_bᵀw, with a
         // scatter into u, then u'·X_old while packing: next to nothing) or, row by row, a
         // multiply-add with a load and a store of the sums per stored vector. Measured
-        // (Docs/BENCHMARKS.md, "What was tried"), an entry of the first costs 40–80 stored
-        // vectors of the second: row by row was 4–6% faster on rnn k = 512 SnAp-2 (blocks of 52
-        // rows × 14 vectors over 322 entries: 2.3 stored vectors an entry), the transposed form
-        // 1–2% faster on rnn k = 256 exact RTRL (256 × 1,971 over 6,579: 77).
+        // (Docs/BENCHMARKS.md, "What was tried"): row by row was 4–6% faster on rnn k = 512
+        // SnAp-2 (blocks of 52 rows × 14 vectors over 322 entries: 2.3 stored vectors an entry),
+        // the transposed form 0–2% faster on the dense rnn k = 64 exact RTRL (64 × 1,568 over
+        // 4,096: 24.5) and 1–2% on rnn k = 256 exact RTRL (256 × 1,971 over 6,579: 77). The
+        // threshold sits between 2.3 and 24.5.
         let sumsByU: [UInt8] = blocks.indices.map { b in
             switch columnSumMethod {
             case .rowByRow: return 0
             case .transposed: return 1
             case .automatic:
                 let vectors = (blocks[b].columnCount + lanes - 1) / lanes
-                return 48 * entriesOfBlock[b] < blocks[b].rows.count * vectors ? 1 : 0
+                return 16 * entriesOfBlock[b] < blocks[b].rows.count * vectors ? 1 : 0
             }
         }
         self.sumsByU = sumsByU
