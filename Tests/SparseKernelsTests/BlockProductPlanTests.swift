@@ -120,12 +120,12 @@ final class BlockProductPlanTests: XCTestCase {
                                         threads: Int, withSums: Bool, seed: UInt64, tolerance: Double,
                                         columnSumMethod: BlockProductPlan.ColumnSumMethod = .automatic,
                                         file: StaticString = #filePath, line: UInt = #line) throws -> (x: [S], sums: [S]) {
-        let blocks = p.blocks.map { BlockProductPlan.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart) }
+        let blocks = p.blocks.map { BlockProductPlan.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart,
+                                                           columnSumMethod: columnSumMethod) }
         let additions = p.additions.map { BlockProductPlan.Addition(block: $0.block, row: $0.row, column: $0.column, count: $0.count) }
         let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
                                         additions: additions, columnSumCount: p.columnSumCount, threads: threads,
-                                        kernel: kernel, maximumPanelVectors: panelVectors, columnSumMethod: columnSumMethod,
-                                        scalar: S.self)
+                                        kernel: kernel, maximumPanelVectors: panelVectors, scalar: S.self)
         lastPlan = plan
         var random = RandomSparse(seed: seed)
         var x: [S] = random.values(plan.valueCount)

@@ -37,13 +37,19 @@ public final class BlockProductPlan: Sendable {
         public var columnCount: Int
         /// Where X_b's column 0 lands in the column sums.
         public var columnSumStart: Int
+        /// How the block's column sums are formed (`automatic`: by the plan's rule). A caller that
+        /// splits one logical block's columns between plans (model-parallel runs) and wants the
+        /// sums bit-identical to the unsplit plan's must choose the same form for every piece,
+        /// since the automatic rule looks at the columns.
+        public var columnSumMethod: ColumnSumMethod
 
         /// A block of `rows.count` rows and `columnCount` columns whose column sums start at
-        /// `columnSumStart`.
-        public init(rows: [Int32], columnCount: Int, columnSumStart: Int) {
+        /// `columnSumStart`, formed as `columnSumMethod` says.
+        public init(rows: [Int32], columnCount: Int, columnSumStart: Int, columnSumMethod: ColumnSumMethod = .automatic) {
             self.rows = rows
             self.columnCount = columnCount
             self.columnSumStart = columnSumStart
+            self.columnSumMethod = columnSumMethod
         }
     }
 
@@ -101,8 +107,8 @@ public final class BlockProductPlan: Sendable {
         }
     }
 
-    /// How a plan forms the weighted column sums, block by block. Both forms give the same sums
-    /// up to rounding.
+    /// How a block's weighted column sums are formed (`Block.columnSumMethod`). Both forms give
+    /// the same sums up to rounding.
     public enum ColumnSumMethod: String, CaseIterable, Sendable {
         /// Per block, the form that costs less by the plan's measured rule: `transposed` when the
         /// block's rows times its vectors of columns exceed 16 times its entries of S_b, else
@@ -187,14 +193,11 @@ public final class BlockProductPlan: Sendable {
     ///   - kernel: the instruction set (nil: the best this processor runs).
     ///   - maximumPanelVectors: the widest panel in vectors (nil: as wide as the registers and the
     ///     L1 cache allow); a tuning and testing knob, 1 to 15.
-    ///   - columnSumMethod: how the column sums are formed (`automatic`: per block, by cost); a
-    ///     tuning and testing knob.
     ///   - memoryBudget: the most bytes the plan may hold, checked before its arrays are allocated.
     ///   - scalar: the scalar type of the values `execute` takes.
     public init<Scalar: SparseScalar>(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
                                       additions: [Addition] = [], columnSumCount: Int, threads: Int = 1, kernel: Kernel? = nil,
-                                      maximumPanelVectors: Int? = nil, columnSumMethod: ColumnSumMethod = .automatic,
-                                      memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget,
+                                      maximumPanelVectors: Int? = nil, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget,
                                       scalar: Scalar.Type = Double.self) throws {
         let n = a.rowCount
         guard a.columnCount == n else {
@@ -470,7 +473,7 @@ public final class BlockProductPlan: Sendable {
         // 4,096: 24.5) and 1–2% on rnn k = 256 exact RTRL (256 × 1,971 over 6,579: 77). The
         // threshold sits between 2.3 and 24.5.
         let sumsByU: [UInt8] = blocks.indices.map { b in
-            switch columnSumMethod {
+            switch blocks[b].columnSumMethod {
             case .rowByRow: return 0
             case .transposed: return 1
             case .automatic:
