@@ -39,9 +39,13 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
     /* Registers: up to 15 accumulators and the broadcast value (16 on AVX2); the generic vectors
      * are 64 bytes on whatever registers the target has, so they stay narrow. */
     int32_t most = level == SK_ISA_GENERIC ? 2 : SK_BPROD_MAX_VECTORS;
-    int32_t least = level == SK_ISA_AVX2 ? 3 : level == SK_ISA_AVX512 ? 2 : 1;
     /* The packed panel (rows x vectors) should fit the L1 cache (measured best against three
-     * quarters of it, twice and four times it: Docs/BENCHMARKS.md). */
+     * quarters of it, twice and four times it: Docs/BENCHMARKS.md), but blocks of more rows than
+     * that allows take a floor instead: with AVX2 four vectors, the two-row kernel's sub-panel, so
+     * that an LSTM's pairs of rows are not cut into a two-vector and a one-vector pass (1.2-2.3x
+     * faster than three on exact RTRL for an LSTM of k = 256, 512 rows; as fast or faster on an
+     * rnn of k = 512: Docs/BENCHMARKS.md). */
+    int32_t least = level == SK_ISA_AVX2 ? 4 : level == SK_ISA_AVX512 ? 2 : 1;
     int64_t vector_bytes = level == SK_ISA_AVX2 ? 32 : 64;
     int64_t fit = rows > 0 ? sk_l1_bytes() / ((int64_t)rows * vector_bytes) : most;
     if (fit > most) fit = most;

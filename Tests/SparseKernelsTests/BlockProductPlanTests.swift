@@ -215,6 +215,27 @@ final class BlockProductPlanTests: XCTestCase {
         }
     }
 
+    func testTallBlocksTakePanelsOfAtLeastFourVectorsWithAVX2() throws {
+        // 512 rows: a 4-vector panel's pack (64 KB) is over any usual L1 cache, and the plan still
+        // takes 4 vectors, the two-row kernel's sub-panel, not 3 (a 3-vector panel cut an LSTM's
+        // pairs into a 2-vector and a 1-vector pass and ran exact RTRL at half the speed:
+        // Docs/BENCHMARKS.md). 64 columns are 16 vectors: 4 panels (6 with 3 vectors a panel).
+        guard BlockProductPlan.Kernel.avx2.isAvailable else { throw XCTSkip("needs AVX2") }
+        for p in [problem(seed: 21, n: 512, density: 0.01, blockShapes: [(512, 64)], additionsPerBlock: 2),
+                  pairedProblem(seed: 22, n: 512, density: 0.01, blockShapes: [(512, 64)])] {
+            for threads in [1, 2] {
+                try check(p, as: Double.self, kernel: .avx2, panelVectors: nil, threads: threads, withSums: true, seed: 23, tolerance: 1e-13)
+                XCTAssertEqual(try XCTUnwrap(lastPlan).panelCount, 4)
+            }
+            // Float: vectors of 8, so the same 4 panels hold 32 columns each of 128.
+            let wide = Problem(a: p.a, valueIndex: p.valueIndex, aValues: p.aValues,
+                               blocks: [.init(rows: p.blocks[0].rows, columnCount: 128, columnSumStart: 0)], additions: [],
+                               columnSumCount: 130)
+            try check(wide, as: Float.self, kernel: .avx2, panelVectors: nil, threads: 1, withSums: true, seed: 24, tolerance: 2e-5)
+            XCTAssertEqual(try XCTUnwrap(lastPlan).panelCount, 4)
+        }
+    }
+
     func testDenseAndEmptySubmatrices() throws {
         // A dense (every S_b dense), and A empty (every new block is its additions alone).
         for density in [1.0, 0.0] {

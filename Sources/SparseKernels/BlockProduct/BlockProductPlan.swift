@@ -192,7 +192,7 @@ public final class BlockProductPlan: Sendable {
     ///   - threads: threads for `execute`.
     ///   - kernel: the instruction set (nil: the best this processor runs).
     ///   - maximumPanelVectors: the widest panel in vectors (nil: as wide as the registers and the
-    ///     L1 cache allow); a tuning and testing knob, 1 to 15.
+    ///     L1 cache allow, and with AVX2 at least 4 vectors); a tuning and testing knob, 1 to 15.
     ///   - memoryBudget: the most bytes the plan may hold, checked before its arrays are allocated.
     ///   - scalar: the scalar type of the values `execute` takes.
     public init<Scalar: SparseScalar>(a: SparsityPattern, aValueIndex: [Int32]? = nil, aValueCount: Int? = nil, blocks: [Block],
