@@ -35,8 +35,10 @@ final class MPIJob {
         var environment = ProcessInfo.processInfo.environment
         environment["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
         process.environment = environment
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        guard FileManager.default.createFile(atPath: outURL.path, contents: nil),
+              FileManager.default.createFile(atPath: errURL.path, contents: nil) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: outURL.deletingLastPathComponent().path])
+        }
         process.standardOutput = try FileHandle(forWritingTo: outURL)
         process.standardError = try FileHandle(forWritingTo: errURL)
         try process.run()
