@@ -12,6 +12,11 @@
 #define SK_BPROD_MAX_VECTORS 15
 /* Rows of a tile (rows sharing their columns, computed together). */
 #define SK_BPROD_TILE_ROWS 6
+/* Vector registers each instruction set leaves a panel's accumulators (the rest hold the
+ * broadcast value and the vectors loaded): they bound the sets of accumulators of a width. */
+#define SK_BPROD_ACCUMULATORS_AVX512 26
+#define SK_BPROD_ACCUMULATORS_AVX2 12
+#define SK_BPROD_ACCUMULATORS_GENERIC 6
 
 #define SK_PASTE2(a, b) a##_##b
 #define SK_PASTE(a, b) SK_PASTE2(a, b)

@@ -7,7 +7,7 @@
 #define SK_TARGET __attribute__((target("avx2,fma")))
 #define SK_TILE_VECTORS 2
 #define SK_PAIR_VECTORS 4
-#define SK_ACCUMULATORS 12
+#define SK_ACCUMULATORS SK_BPROD_ACCUMULATORS_AVX2
 
 /* Masks of n leading lanes, read from a sliding window. */
 static const int64_t sk_mask64[8] = { -1, -1, -1, -1, 0, 0, 0, 0 };

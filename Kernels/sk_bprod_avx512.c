@@ -7,7 +7,7 @@
 #define SK_TARGET __attribute__((target("avx512f,avx2,fma")))
 #define SK_TILE_VECTORS 4
 #define SK_PAIR_VECTORS 8
-#define SK_ACCUMULATORS 26
+#define SK_ACCUMULATORS SK_BPROD_ACCUMULATORS_AVX512
 
 #define SK_REAL double
 #define SK_NAME(x) x##_avx512_f64

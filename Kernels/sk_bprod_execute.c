@@ -56,6 +56,15 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows)
 
 int32_t sk_bprod_tile_rows(void) { return SK_BPROD_TILE_ROWS; }
 
+int32_t sk_bprod_chains(int level, int32_t vectors)
+{
+    /* SK_ACCUMULATORS of each instruction set, as the panel kernels choose SK_MOST_CHAINS. */
+    int32_t registers = level == SK_ISA_AVX512 ? SK_BPROD_ACCUMULATORS_AVX512
+                        : level == SK_ISA_AVX2 ? SK_BPROD_ACCUMULATORS_AVX2 : SK_BPROD_ACCUMULATORS_GENERIC;
+    if (vectors < 1) vectors = 1;
+    return 3 * vectors <= registers ? 3 : 2 * vectors <= registers ? 2 : 1;
+}
+
 int32_t sk_bprod_tile_vectors(int level, int pairs)
 {
     /* SK_TILE_VECTORS and SK_PAIR_VECTORS of each instruction set. */

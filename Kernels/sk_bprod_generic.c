@@ -15,7 +15,7 @@ typedef float sk_gf __attribute__((vector_size(64)));
 #define SK_TARGET
 #define SK_TILE_VECTORS 1
 #define SK_PAIR_VECTORS 1
-#define SK_ACCUMULATORS 6
+#define SK_ACCUMULATORS SK_BPROD_ACCUMULATORS_GENERIC
 
 #define SK_REAL double
 #define SK_NAME(x) x##_generic_f64

@@ -76,7 +76,7 @@
 typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, int32_t, const sk_bprod_tile *restrict,
                                            const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
                                            const SK_REAL *restrict, SK_REAL *restrict, SK_REAL *restrict,
-                                           SK_REAL *restrict, const sk_bprod_next *);
+                                           SK_REAL *restrict, const sk_bprod_next *, int32_t);
 
 static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VECTORS] = {
     SK_PASTE(SK_NAME(sk_bprod_panel), 1), SK_PASTE(SK_NAME(sk_bprod_panel), 2), SK_PASTE(SK_NAME(sk_bprod_panel), 3), SK_PASTE(SK_NAME(sk_bprod_panel), 4),
@@ -146,7 +146,8 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         }
         SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, ntiles, tiles, col, sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
                                                                   w != NULL && !P->block_sums_by_u[b] ? wr : NULL, gsum,
-                                                                  w != NULL ? gb + c0 : NULL, pack, &next);
+                                                                  w != NULL ? gb + c0 : NULL, pack, &next,
+                                                                  P->block_chains != NULL ? P->block_chains[b] : 3);
         /* Additions into this panel: X(r, c .. c+len-1) += E(src ..), and their gradient term. */
         for (int64_t a = P->unit_add[t]; a < P->unit_add[t + 1]; a++) {
             const int32_t r = P->add_row[a], c = P->add_col[a], len = P->add_len[a];

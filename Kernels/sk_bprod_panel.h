@@ -15,7 +15,10 @@
  *    of the new rows go into gout one of two ways: with `u` (= S' w, from the caller), the copy
  *    accumulates u' * X_old(:, panel), which is w' * S * X_old, in registers: cheap when a
  *    block has many panels to share the cost of u; with `wrow` (w by local row), each new row is
- *    added, times its weight, to `gsum` as it is stored: cheap when rows are long.
+ *    added, times its weight, to a running sum as it is stored: cheap when rows are long. The
+ *    running sum stays in SK_NV registers of its own where the accumulators leave room for them
+ *    (SK_SUM_REGISTERS), otherwise in `gsum`; tiles always add to `gsum`, so around a tile the
+ *    registers are stored there and reloaded, and either way the sum is taken in the same order.
  * 2. Each output row q is accumulated in SK_NV vector registers over the entries of row q of S
  *    (one broadcast of S(q,j) and SK_NV loads from row j of the pack per entry) and stored once.
  *    Rows come in tiles (`tiles`: first row, height, entries per row, where the tile's columns
@@ -23,10 +26,12 @@
  *    each of them — two rows (an LSTM unit's h and c), or up to SK_BPROD_TILE_ROWS (a dense S)
  *    as a GEMM micro-kernel does — sub-panel by sub-panel (sk_bprod_tile.h); its values are
  *    stored two, or SK_BPROD_TILE_ROWS (zero-padded), to a column.
- *    Narrow panels use two or three sets of accumulators (as many as SK_ACCUMULATORS holds, at
- *    most three), which take the entries in turn, so that the multiply-add latency is hidden;
- *    the loop takes two entries per set at a time (four with one set: fewer branches per
- *    multiply-add), and the sets are added at the end: (a + b) + c.
+ *    Single rows use `chains` sets of accumulators (1 to 3: the block's, sk_bprod_chains; no more
+ *    than SK_ACCUMULATORS holds at this width, SK_MOST_CHAINS), which take the entries in turn,
+ *    so that the multiply-add latency is hidden; the loop takes two entries per set at a time
+ *    (four with one set: fewer branches per multiply-add), and the sets are added at the end:
+ *    (a + b) + c. The number comes from the block, not from this panel's width, so that a
+ *    column's sums do not depend on how the block's columns are cut into panels.
  * 3. While row q is computed, row q of the next panel is prefetched (`next`: its first value,
  *    row stride, rows and bytes per row), so that its packing does not wait on memory.
  *
@@ -35,13 +40,22 @@
  */
 #include "sk_each.h"
 
-/* Sets of accumulators: three, two or one, as the registers allow. */
+/* The most sets of accumulators the registers allow at this width: three, two or one. */
 #if 3 * SK_NV <= SK_ACCUMULATORS
-#define SK_CHAINS 3
+#define SK_MOST_CHAINS 3
 #elif 2 * SK_NV <= SK_ACCUMULATORS
-#define SK_CHAINS 2
+#define SK_MOST_CHAINS 2
 #else
-#define SK_CHAINS 1
+#define SK_MOST_CHAINS 1
+#endif
+
+/* The running column sum of the new rows in registers, when they fit beside the accumulators:
+ * that saves a load and a store of SK_NV vectors per row (3% of the whole product on gru k = 256
+ * SnAp-2 with AVX-512: Docs/BENCHMARKS.md). */
+#if (SK_MOST_CHAINS + 1) * SK_NV <= SK_ACCUMULATORS
+#define SK_SUM_REGISTERS 1
+#else
+#define SK_SUM_REGISTERS 0
 #endif
 
 
@@ -49,7 +63,7 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, int32_t ntiles, const sk_bprod_tile *restrict tiles,
     const int32_t *restrict col, const SK_REAL *restrict sv, const SK_REAL *restrict u,
     const SK_REAL *restrict wrow, SK_REAL *restrict gsum, SK_REAL *restrict gout, SK_REAL *restrict pack,
-    const sk_bprod_next *next)
+    const sk_bprod_next *next, int32_t chains)
 {
     enum { W = SK_NV * SK_VL };
     /* Lanes used in the last vector (1 .. SK_VL); the others are full. */
@@ -90,12 +104,19 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
         }
     }
 
+#if SK_SUM_REGISTERS
+#define SK_S_DECL(k) SK_V s##k = SK_VZERO();
+    SK_EACH(SK_S_DECL)
+#else
     if (wrow != NULL) {
 #define SK_ROW_ZERO(k) SK_VSTORE(gsum + (k) * SK_VL, SK_VZERO());
         SK_EACH(SK_ROW_ZERO)
     }
+#endif
 
     /* 2. New rows, accumulated in registers (and the next panel prefetched, a share per row). */
+    const int32_t sets = chains < 1 ? 1 : chains < SK_MOST_CHAINS ? chains : SK_MOST_CHAINS;
+    (void)sets;
     const int32_t prefetch_lines = (next->bytes + 63) / 64;
     for (int32_t ti = 0; ti < ntiles; ti++) {
         const int32_t q = tiles[ti].row, height = tiles[ti].height, len = tiles[ti].length;
@@ -112,6 +133,10 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
              * kernels' accumulators and loaded vectors fit the registers whatever SK_NV is. */
             const int32_t last = partial ? SK_NV - 1 : -1;
             int32_t k0 = 0;
+#if SK_SUM_REGISTERS
+#define SK_S_SPILL(k) SK_VSTORE(gsum + (k) * SK_VL, s##k);
+            if (wrow != NULL) { SK_EACH(SK_S_SPILL) }
+#endif
             if (height == 2) {
 #if SK_PAIR_VECTORS >= 8
                 for (; k0 + 8 <= SK_NV; k0 += 8)
@@ -137,6 +162,10 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
                 for (; k0 < SK_NV; k0++)
                     SK_PASTE(SK_NAME(sk_bprod_tile), 1)(pack, W, tc, tv, len, X, n, q, height, k0, last, rem, wrow, gsum);
             }
+#if SK_SUM_REGISTERS
+#define SK_S_FILL(k) s##k = SK_VLOAD(gsum + (k) * SK_VL);
+            if (wrow != NULL) { SK_EACH(SK_S_FILL) }
+#endif
             continue;
         }
         int32_t e = 0;
@@ -154,45 +183,57 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
             const SK_REAL *restrict p = pack + (int64_t)tc[e + (i)] * W;                         \
             SK_EACH(SET)                                                                         \
         }
-        SK_EACH(SK_A_DECL)
-#if SK_CHAINS >= 2
-        SK_EACH(SK_B_DECL)
-#endif
-#if SK_CHAINS == 3
-        SK_EACH(SK_C_DECL)
-        for (; e + 5 < e1; e += 6) {
-            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_C)
-            SK_ENTRY(3, SK_FMA_A) SK_ENTRY(4, SK_FMA_B) SK_ENTRY(5, SK_FMA_C)
-        }
-#elif SK_CHAINS == 2
-        for (; e + 3 < e1; e += 4) {
-            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_B)
-        }
-#else
-        for (; e + 3 < e1; e += 4) {
-            SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_A) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_A)
-        }
-#endif
-        for (; e < e1; e++) SK_ENTRY(0, SK_FMA_A)
-#if SK_CHAINS >= 2
 #define SK_ADD_B(k) a##k = SK_VADD(a##k, b##k);
-        SK_EACH(SK_ADD_B)
-#endif
-#if SK_CHAINS == 3
 #define SK_ADD_C(k) a##k = SK_VADD(a##k, c##k);
-        SK_EACH(SK_ADD_C)
+        SK_EACH(SK_A_DECL)
+#if SK_MOST_CHAINS == 3
+        if (sets == 3) {
+            SK_EACH(SK_B_DECL)
+            SK_EACH(SK_C_DECL)
+            for (; e + 5 < e1; e += 6) {
+                SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_C)
+                SK_ENTRY(3, SK_FMA_A) SK_ENTRY(4, SK_FMA_B) SK_ENTRY(5, SK_FMA_C)
+            }
+            for (; e < e1; e++) SK_ENTRY(0, SK_FMA_A)
+            SK_EACH(SK_ADD_B)
+            SK_EACH(SK_ADD_C)
+        } else
 #endif
+#if SK_MOST_CHAINS >= 2
+        if (sets == 2) {
+            SK_EACH(SK_B_DECL)
+            for (; e + 3 < e1; e += 4) {
+                SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_B) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_B)
+            }
+            for (; e < e1; e++) SK_ENTRY(0, SK_FMA_A)
+            SK_EACH(SK_ADD_B)
+        } else
+#endif
+        {
+            for (; e + 3 < e1; e += 4) {
+                SK_ENTRY(0, SK_FMA_A) SK_ENTRY(1, SK_FMA_A) SK_ENTRY(2, SK_FMA_A) SK_ENTRY(3, SK_FMA_A)
+            }
+            for (; e < e1; e++) SK_ENTRY(0, SK_FMA_A)
+        }
         SK_REAL *restrict o = X + (int64_t)q * n;
 #define SK_A_OUT(k) SK_STORE_K(k, o, a##k);
         SK_EACH(SK_A_OUT)
         if (wrow != NULL) {
             const SK_V wq = SK_VSET1(wrow[q]);
+#if SK_SUM_REGISTERS
+#define SK_ROW_SUM(k) s##k = SK_VFMA(wq, a##k, s##k);
+#else
 #define SK_ROW_SUM(k) SK_VSTORE(gsum + (k) * SK_VL, SK_VFMA(wq, a##k, SK_VLOAD(gsum + (k) * SK_VL)));
+#endif
             SK_EACH(SK_ROW_SUM)
         }
     }
     if (wrow != NULL) {
+#if SK_SUM_REGISTERS
+#define SK_ROW_OUT(k) SK_STORE_K(k, gout, SK_VADD(SK_LOAD_K(k, gout), s##k));
+#else
 #define SK_ROW_OUT(k) SK_STORE_K(k, gout, SK_VADD(SK_LOAD_K(k, gout), SK_VLOAD(gsum + (k) * SK_VL)));
+#endif
         SK_EACH(SK_ROW_OUT)
     }
 
@@ -215,6 +256,10 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_ROW_ZERO
 #undef SK_ROW_SUM
 #undef SK_ROW_OUT
+#undef SK_S_DECL
+#undef SK_S_SPILL
+#undef SK_S_FILL
 }
 
-#undef SK_CHAINS
+#undef SK_MOST_CHAINS
+#undef SK_SUM_REGISTERS

@@ -239,6 +239,9 @@ typedef struct {
     const int32_t *entry_col;
     const int64_t *entry_start;                 /* nblocks + 1: block b's values in entry_val */
     const int32_t *entry_val;
+    const uint8_t *block_chains;                /* nblocks: sets of accumulators (1 to 3) that take a single
+                                                   row's entries in turn (sk_bprod_chains); NULL: as many as
+                                                   each panel's width allows */
     const uint8_t *block_sums_by_u;             /* nblocks: 1 to form the column sums as u' X_old (u = S_b' w,
                                                    cheap with many panels), 0 to add each new row as stored */
     int32_t nunits;
@@ -279,6 +282,12 @@ int32_t sk_bprod_max_vectors(int level, int single, int32_t rows);
  * of a multiple of it runs without a narrower remainder. */
 int32_t sk_bprod_tile_rows(void);
 int32_t sk_bprod_tile_vectors(int level, int pairs);
+/* The sets of accumulators (3, 2 or 1) that take a single row's entries in turn in panels of up
+ * to `vectors` vectors: as many as the registers hold at that width. A block's rows use one
+ * number for all its panels, from the widest its rows allow (not each panel's own width), so
+ * that the order of every sum, and so every result, is the same however the block's columns are
+ * cut into panels or split between blocks. */
+int32_t sk_bprod_chains(int level, int32_t vectors);
 /* Scratch bytes one thread needs for a plan. */
 size_t sk_bprod_scratch_bytes(const sk_bprod_plan *plan, int level, int single);
 void sk_bprod_execute(sk_pool *pool, const sk_bprod_call *call);

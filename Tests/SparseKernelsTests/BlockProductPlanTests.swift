@@ -259,6 +259,77 @@ final class BlockProductPlanTests: XCTestCase {
         }
     }
 
+    func testCuttingABlocksColumnsChangesNoValue() throws {
+        // A model-parallel run gives each process some of an exact-RTRL block's columns: every
+        // column's new values and sums must be the whole block's, bit for bit, however its
+        // columns are cut into panels (3 columns are one vector with AVX2 and AVX-512 in Float64;
+        // 20 columns a narrow panel beside the whole block's widest ones).
+        let p = problem(seed: 31, n: 24, density: 0.5, blockShapes: [(12, 200)], additionsPerBlock: 0)
+        for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
+            try assertCutsAgree(p, as: Double.self, kernel: kernel)
+            try assertCutsAgree(p, as: Float.self, kernel: kernel)
+        }
+    }
+
+    /// Runs the one block of `p` whole and cut into blocks of consecutive columns (the same rows),
+    /// and asserts that every value and column sum is the same.
+    private func assertCutsAgree<S: SparseScalar>(_ p: Problem, as _: S.Type, kernel: BlockProductPlan.Kernel,
+                                                  file: StaticString = #filePath, line: UInt = #line) throws {
+        let rows = p.blocks[0].rows, m = rows.count, width = p.blocks[0].columnCount
+        var random = RandomSparse(seed: 32)
+        let whole: [S] = random.values(m * width)
+        let w: [S] = random.values(p.a.rowCount)
+        let sums0: [S] = random.values(width)
+        let aValues = p.aValues.map { S($0) }
+        var first: (x: [S], sums: [S])?
+        for cut in [[width], [20, width - 20], [3, 90, width - 93], [width - 1, 1]] {
+            var blocks: [BlockProductPlan.Block] = [], start = 0
+            for columns in cut {
+                blocks.append(.init(rows: rows, columnCount: columns, columnSumStart: start))
+                start += columns
+            }
+            let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
+                                            additions: [], columnSumCount: width, threads: 1, kernel: kernel, scalar: S.self)
+            // The whole block's values, block by block (each row-major over its own columns).
+            var x: [S] = []
+            start = 0
+            for columns in cut {
+                for q in 0..<m { x += whole[(q * width + start)..<(q * width + start + columns)] }
+                start += columns
+            }
+            var sums = sums0
+            let none: [S] = []
+            try aValues.withUnsafeBufferPointer { av in
+                try x.withUnsafeMutableBufferPointer { xv in
+                    try w.withUnsafeBufferPointer { wv in
+                        try sums.withUnsafeMutableBufferPointer { sv in
+                            try none.withUnsafeBufferPointer { ev in
+                                try plan.execute(a: av, x: xv, additions: ev, rowWeights: wv, columnSums: sv,
+                                                 workspace: try plan.makeWorkspace())
+                            }
+                        }
+                    }
+                }
+            }
+            // Back to the whole block's layout.
+            var result = [S](repeating: 0, count: m * width), offset = 0
+            start = 0
+            for columns in cut {
+                for q in 0..<m {
+                    for t in 0..<columns { result[q * width + start + t] = x[offset + q * columns + t] }
+                }
+                offset += m * columns
+                start += columns
+            }
+            if let first {
+                XCTAssertEqual(result, first.x, "\(kernel), \(S.self), columns cut \(cut)", file: file, line: line)
+                XCTAssertEqual(sums, first.sums, "\(kernel), \(S.self), column sums, columns cut \(cut)", file: file, line: line)
+            } else {
+                first = (result, sums)
+            }
+        }
+    }
+
     func testCountsAndSizes() throws {
         // A 3×3 with a known pattern: S for rows [2, 0] is A[[2,0],[2,0]].
         let a = try SparsityPattern(rowCount: 3, columnCount: 3,

@@ -164,6 +164,9 @@ public final class BlockProductPlan: Sendable {
     private let tiles: [sk_bprod_tile]
     /// Per block: form the column sums as u'·X_old with u = S_bᵀw (1), or row by row (0).
     private let sumsByU: [UInt8]
+    /// Per block: the sets of accumulators a single row's entries are dealt to (1 to 3), from the
+    /// widest panel its rows allow, so that no sum depends on how the columns are cut.
+    private let chainsOfBlock: [UInt8]
     private let offsets: Offsets
     private let bounds: [Int32]
     private let maxRows: Int32
@@ -286,7 +289,8 @@ public final class BlockProductPlan: Sendable {
         // (A tile pads its values to six a column: at most three times its entries.)
         let int32Count = blocks.count + totalRows + 5 * totalRows + 4 * totalEntries + 3 * upperUnits + 3 * upperPieces
         let int64Count = 4 * blocks.count + 4 * (blocks.count + 1) + (upperUnits + 1) + upperPieces
-        let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1) + blocks.count
+        // (The last term: a byte per block for the column sums' form and one for the sets of accumulators.)
+        let needed = 4 * int32Count + 8 * int64Count + 4 * (threads + 1) + 2 * blocks.count
         guard needed <= memoryBudget else {
             throw SparseKernelsError.memoryBudgetExceeded(what: "a block product plan (\(blocks.count) blocks, \(totalEntries) submatrix entries)",
                                                           neededBytes: needed, budgetBytes: memoryBudget)
@@ -366,6 +370,7 @@ public final class BlockProductPlan: Sendable {
 
         // Panels: each block's columns cut into nearly equal panels no wider than the kernel's.
         var panelsOfBlock = [[(column: Int, width: Int)]]()
+        var chainsOfBlock = [UInt8](repeating: 1, count: blocks.count)
         var widestPanel = 1
         for (b, block) in blocks.enumerated() {
             var panels: [(column: Int, width: Int)] = []
@@ -374,6 +379,9 @@ public final class BlockProductPlan: Sendable {
                 // Tiled blocks: panels a multiple of the tile kernel's sub-panel where possible.
                 let unit = tileMode[b] == 0 ? 1 : Int(sk_bprod_tile_vectors(kernel.level, tileMode[b] == 2 ? 1 : 0))
                 if maximumPanelVectors == nil && most >= unit { most -= most % unit }
+                // From the widest panel, which the rows set, not from this block's columns: a block
+                // whose columns are split between processes sums every column as the whole does.
+                chainsOfBlock[b] = UInt8(sk_bprod_chains(kernel.level, Int32(most)))
                 let vectors = (block.columnCount + lanes - 1) / lanes
                 let count = (vectors + most - 1) / most
                 var per = (vectors + count - 1) / count
@@ -482,6 +490,7 @@ public final class BlockProductPlan: Sendable {
             }
         }
         self.sumsByU = sumsByU
+        self.chainsOfBlock = chainsOfBlock
         self.transposedSumBlocks = sumsByU.reduce(0) { $0 + Int($1) }
         self.offsets = o
         self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
@@ -568,6 +577,7 @@ public final class BlockProductPlan: Sendable {
     private func withRawPlan<R>(_ body: (UnsafePointer<sk_bprod_plan>) throws -> R) rethrows -> R {
         try withNonNullPointer(int32Data) { i32 in
             try withNonNullPointer(sumsByU) { byU in
+            try withNonNullPointer(chainsOfBlock) { chains in
             try withNonNullPointer(tiles) { tiles in
             try withNonNullPointer(int64Data) { i64 in
                 let o = offsets
@@ -575,11 +585,12 @@ public final class BlockProductPlan: Sendable {
                     nblocks: Int32(blockCount), rows: i32 + o.rows, cols: i64 + o.columns, x_start: i64 + o.valueStart,
                     g_start: i64 + o.sumStart, row_start: i64 + o.rowStart, row_global: i32 + o.rowGlobal,
                     tile_start: i64 + o.tileStart, tiles: tiles, col_start: i64 + o.columnStart, entry_col: i32 + o.entryColumn,
-                    entry_start: i64 + o.entryStart, entry_val: i32 + o.entryValue, block_sums_by_u: byU, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
+                    entry_start: i64 + o.entryStart, entry_val: i32 + o.entryValue, block_chains: chains, block_sums_by_u: byU, nunits: Int32(panelCount), unit_block: i32 + o.unitBlock,
                     unit_col: i32 + o.unitColumn, unit_width: i32 + o.unitWidth, unit_add: i64 + o.unitAdd,
                     add_row: i32 + o.addRow, add_col: i32 + o.addColumn, add_len: i32 + o.addCount,
                     add_src: i64 + o.addSource, max_rows: maxRows, max_vectors: maxVectors, max_entries: maxEntries)
                 return try withUnsafePointer(to: &raw) { try body($0) }
+            }
             }
             }
             }
