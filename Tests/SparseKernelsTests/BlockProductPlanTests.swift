@@ -285,7 +285,8 @@ final class BlockProductPlanTests: XCTestCase {
         for cut in [[width], [20, width - 20], [3, 90, width - 93], [width - 1, 1]] {
             var blocks: [BlockProductPlan.Block] = [], start = 0
             for columns in cut {
-                blocks.append(.init(rows: rows, columnCount: columns, columnSumStart: start))
+                // The column sums' form set, as such a caller must (the automatic rule looks at columns).
+                blocks.append(.init(rows: rows, columnCount: columns, columnSumStart: start, columnSumMethod: .rowByRow))
                 start += columns
             }
             let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
