@@ -139,12 +139,18 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         sk_bprod_next next = { NULL, 0, 0, 0 };
         if (t + 1 < u1) {
             const int32_t nb = P->unit_block[t + 1];
-            next.x = X + P->x_start[nb] + P->unit_col[t + 1];
-            next.stride = P->cols[nb] * (int64_t)sizeof(SK_REAL);
+            /* The next panel's first value and row stride, as panels[0] below. */
+            next.x = X + P->x_start[nb] + (P->panel_major ? (int64_t)P->unit_col[t + 1] * P->rows[nb] : P->unit_col[t + 1]);
+            next.stride = (P->panel_major ? P->unit_width[t + 1] : P->cols[nb]) * (int64_t)sizeof(SK_REAL);
             next.rows = P->rows[nb];
             next.bytes = P->unit_width[t + 1] * (int32_t)sizeof(SK_REAL);
         }
-        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, n, Xb + c0, width, ntiles, tiles, col, sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
+        /* The panel's first value and row stride: inside the block's rows (row-major blocks), or
+         * a contiguous m x width array of its own (panel-major: the panels before it hold c0
+         * columns of all m rows). */
+        SK_REAL *restrict Xp = P->panel_major ? Xb + (int64_t)c0 * m : Xb + c0;
+        const int64_t stride = P->panel_major ? width : n;
+        SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, stride, Xp, width, ntiles, tiles, col, sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
                                                                   w != NULL && !P->block_sums_by_u[b] ? wr : NULL, gsum,
                                                                   w != NULL ? gb + c0 : NULL, pack, &next,
                                                                   P->block_chains != NULL ? P->block_chains[b] : 3);
@@ -152,7 +158,7 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         for (int64_t a = P->unit_add[t]; a < P->unit_add[t + 1]; a++) {
             const int32_t r = P->add_row[a], c = P->add_col[a], len = P->add_len[a];
             const SK_REAL *restrict src = E + P->add_src[a];
-            SK_REAL *restrict dst = Xb + (int64_t)r * n + c;
+            SK_REAL *restrict dst = Xp + (int64_t)r * stride + (c - c0);
             for (int32_t i = 0; i < len; i++) dst[i] += src[i];
             if (w != NULL && wr[r] != 0) {
                 SK_REAL *restrict gd = gb + c;

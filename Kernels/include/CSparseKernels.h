@@ -198,7 +198,9 @@ void sk_scaled_block_execute(sk_pool *pool, const sk_scaled_block_call *call);
 
 /* ---- Block product: X_b <- A[R_b, R_b] * X_b + E_b in place (sk_bprod_*.c) ------------------
  *
- * X holds dense blocks, block b (m_b x n_b, row-major, row stride n_b) at X + x_start[b]. A is a
+ * X holds dense blocks, block b (m_b x n_b) from X + x_start[b]: row-major (row stride n_b), or
+ * with panel_major panel by panel, each of its units' panels a contiguous m_b x width row-major
+ * array (so a panel is packed from one stretch of memory, which the prefetchers follow). A is a
  * sparse square matrix whose values the caller passes each call (Av); R_b lists m_b of its
  * rows/columns (row_global), so S_b = A[R_b, R_b] is m_b x m_b. A call does, for every block,
  *
@@ -252,6 +254,9 @@ typedef struct {
     int32_t max_rows;                           /* largest m_b */
     int32_t max_vectors;                        /* widest panel, in vectors */
     int64_t max_entries;                        /* most entries of one S_b */
+    int32_t panel_major;                        /* 0: X_b row-major (row stride n_b); 1: X_b stored panel
+                                                   by panel, each unit's panel a contiguous m_b x width
+                                                   row-major array at x_start[b] + unit_col * m_b */
 } sk_bprod_plan;
 
 /* One call, split over a pool: thread t does units bounds[t] .. bounds[t+1]-1 with the scratch

@@ -119,16 +119,27 @@ final class BlockProductPlanTests: XCTestCase {
     private func check<S: SparseScalar>(_ p: Problem, as _: S.Type, kernel: BlockProductPlan.Kernel, panelVectors: Int?,
                                         threads: Int, withSums: Bool, seed: UInt64, tolerance: Double,
                                         columnSumMethod: BlockProductPlan.ColumnSumMethod = .automatic,
+                                        layout: BlockProductPlan.Layout = .rowMajor,
                                         file: StaticString = #filePath, line: UInt = #line) throws -> (x: [S], sums: [S]) {
         let blocks = p.blocks.map { BlockProductPlan.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart,
                                                            columnSumMethod: columnSumMethod) }
         let additions = p.additions.map { BlockProductPlan.Addition(block: $0.block, row: $0.row, column: $0.column, count: $0.count) }
         let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
                                         additions: additions, columnSumCount: p.columnSumCount, threads: threads,
-                                        kernel: kernel, maximumPanelVectors: panelVectors, scalar: S.self)
+                                        kernel: kernel, maximumPanelVectors: panelVectors, layout: layout, scalar: S.self)
         lastPlan = plan
         var random = RandomSparse(seed: seed)
         var x: [S] = random.values(plan.valueCount)
+        // X in row-major blocks (the reference's order), and where the plan keeps each value.
+        var rowMajorIndex: [Int] = []
+        for (b, block) in p.blocks.enumerated() {
+            for q in 0..<block.rows.count {
+                for t in 0..<block.columnCount { rowMajorIndex.append(try XCTUnwrap(plan.valueIndex(block: b, row: q, column: t))) }
+            }
+        }
+        XCTAssertEqual(Set(rowMajorIndex).count, plan.valueCount, "the layout maps every value to its own place", file: file, line: line)
+        var stored = x
+        for (r, i) in rowMajorIndex.enumerated() { stored[i] = x[r] }
         let e: [S] = random.values(plan.additionValueCount)
         let w: [S] = random.values(p.a.rowCount)
         var sums: [S] = random.values(p.columnSumCount)
@@ -137,7 +148,7 @@ final class BlockProductPlanTests: XCTestCase {
         let aValues = p.aValues.map { S($0) }
         let workspace = try plan.makeWorkspace()
         try aValues.withUnsafeBufferPointer { av in
-            try x.withUnsafeMutableBufferPointer { xv in
+            try stored.withUnsafeMutableBufferPointer { xv in
                 try e.withUnsafeBufferPointer { ev in
                     try w.withUnsafeBufferPointer { wv in
                         try sums.withUnsafeMutableBufferPointer { sv in
@@ -148,6 +159,7 @@ final class BlockProductPlanTests: XCTestCase {
                 }
             }
         }
+        for (r, i) in rowMajorIndex.enumerated() { x[r] = stored[i] }
         XCTAssertClose(x.map { Double($0) }, expected.x, relative: tolerance,
                        "values, \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads", file: file, line: line)
         XCTAssertClose(sums.map { Double($0) }, expected.sums, relative: tolerance,
@@ -242,6 +254,87 @@ final class BlockProductPlanTests: XCTestCase {
             let p = problem(seed: 4, n: 30, density: density, blockShapes: [(30, 50), (10, 9), (1, 40)])
             for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
                 try check(p, as: Double.self, kernel: kernel, panelVectors: nil, threads: 1, withSums: true, seed: 5, tolerance: 1e-13)
+            }
+        }
+    }
+
+    /// Panel-major storage: the kernels address each panel as its own array, `valueIndex` places
+    /// values by the same rule (`check` stores X through it and reads it back), so any
+    /// disagreement shows against the reference; and with the same panels the results are the
+    /// row-major plan's to the bit, threads or not.
+    func testPanelMajorLayoutGivesTheRowMajorResults() throws {
+        for p in [problem(seed: 31, n: 24, density: 0.3, blockShapes: shapes),
+                  pairedProblem(seed: 32, n: 24, density: 0.3, blockShapes: shapes),
+                  problem(seed: 33, n: 24, density: 1, blockShapes: shapes)] {
+            for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
+                for vectors in [nil, 1, 2, 3, 7, 15] {
+                    for threads in [1, 3] {
+                        let rows = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads, withSums: true,
+                                             seed: 34, tolerance: 1e-13)
+                        let panels = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads, withSums: true,
+                                               seed: 34, tolerance: 1e-13, layout: .panelMajor)
+                        XCTAssertEqual(rows.x, panels.x, "\(kernel), \(vectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads")
+                        XCTAssertEqual(rows.sums, panels.sums, "\(kernel), \(vectors.map { "\($0)" } ?? "automatic") vectors")
+                    }
+                    try check(p, as: Float.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 35,
+                              tolerance: 2e-5, layout: .panelMajor)
+                }
+            }
+        }
+    }
+
+    /// `panels(ofBlock:)` cuts each block's columns left to right into panels no wider than asked,
+    /// and `valueIndex` follows the documented layouts: row-major blocks, or each panel an
+    /// m × width row-major array after the block's earlier panels. Out-of-range places are nil.
+    func testValueIndexFollowsTheDocumentedLayouts() throws {
+        let p = problem(seed: 36, n: 30, density: 0.2, blockShapes: [(7, 93), (0, 5), (3, 0), (1, 1), (30, 200), (4, 17)])
+        for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
+            for vectors in [1, 3, 15] {
+                for layout in BlockProductPlan.Layout.allCases {
+                    let plan = try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: p.blocks,
+                                                    columnSumCount: p.columnSumCount, kernel: kernel, maximumPanelVectors: vectors,
+                                                    layout: layout)
+                    XCTAssertEqual(plan.layout, layout)
+                    let lanes = kernel == .avx2 ? 4 : 8 // Double: AVX2 vectors of 4, AVX-512 and generic of 8
+                    var start = 0, panelCount = 0
+                    for (b, block) in p.blocks.enumerated() {
+                        let m = block.rows.count, n = block.columnCount
+                        let panels = try XCTUnwrap(plan.panels(ofBlock: b))
+                        panelCount += panels.count
+                        if m == 0 || n == 0 {
+                            XCTAssertEqual(panels, [], "block \(b)")
+                        } else {
+                            XCTAssertEqual(panels.first?.lowerBound, 0, "block \(b)")
+                            XCTAssertEqual(panels.last?.upperBound, n, "block \(b)")
+                            for (left, right) in zip(panels, panels.dropFirst()) { XCTAssertEqual(left.upperBound, right.lowerBound) }
+                            for panel in panels {
+                                XCTAssertFalse(panel.isEmpty)
+                                XCTAssertLessThanOrEqual(panel.count, vectors * lanes, "\(kernel), \(vectors) vectors")
+                            }
+                        }
+                        for q in 0..<m {
+                            for t in 0..<n {
+                                let expected: Int
+                                if layout == .rowMajor {
+                                    expected = start + q * n + t
+                                } else {
+                                    let panel = try XCTUnwrap(panels.first { $0.contains(t) })
+                                    expected = start + panel.lowerBound * m + q * panel.count + (t - panel.lowerBound)
+                                }
+                                XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t), expected, "\(layout), block \(b) (\(q), \(t))")
+                            }
+                        }
+                        XCTAssertNil(plan.valueIndex(block: b, row: m, column: 0))
+                        XCTAssertNil(plan.valueIndex(block: b, row: 0, column: n))
+                        XCTAssertNil(plan.valueIndex(block: b, row: -1, column: 0))
+                        XCTAssertNil(plan.valueIndex(block: b, row: 0, column: -1))
+                        start += m * n
+                    }
+                    XCTAssertEqual(panelCount, plan.panelCount)
+                    XCTAssertNil(plan.panels(ofBlock: p.blocks.count))
+                    XCTAssertNil(plan.panels(ofBlock: -1))
+                    XCTAssertNil(plan.valueIndex(block: p.blocks.count, row: 0, column: 0))
+                }
             }
         }
     }

@@ -10,7 +10,9 @@ import SparseKernels
 /// group's parameters contiguously. D[R, R] is read straight from D's values by the plan's value
 /// index. The immediate term — unit i's row (c, i), and the EGRU thresholds' entries — is written
 /// to a small buffer first and added by the plan as the panel is written, and the gradient wᵀJ
-/// rides in the same pass, so J is read once and written once per step, in place.
+/// rides in the same pass, so J is read once and written once per step, in place. The blocks are
+/// stored panel by panel (`BlockProductPlan.Layout.panelMajor`), so each panel the plan packs is
+/// one stretch of memory.
 ///
 /// Checkpoints hold the values in the ungrouped unit-blocked order ("blocked": unit by unit, then
 /// state variable of R(i) component-major, then parameter), whatever the grouping and the row
@@ -18,9 +20,8 @@ import SparseKernels
 final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     let pattern: InfluencePattern
     let plan: BlockProductPlan
-    /// The groups of units sharing a block, and each block's first value.
+    /// The groups of units sharing a block.
     let groups: [Range<Int>]
-    let blockStart: [Int]
     /// EGRU: the thresholds' immediate terms, in the plan's addition order after the unit rows.
     let thresholds: ThresholdAdditions?
     /// The entries of D the blocks read, where that is well under all of them (SnAp-1 reads
@@ -70,12 +71,6 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         }
         var groupOf = [Int](repeating: 0, count: k)
         for (g, group) in groups.enumerated() { for i in group { groupOf[i] = g } }
-        var blockStart: [Int] = []
-        var start = 0
-        for block in blocks {
-            blockStart.append(start)
-            start += block.rows.count * block.columnCount
-        }
         // Additions: every unit's immediate rows (component-major), then the thresholds' terms.
         var additions: [BlockProductPlan.Addition] = []
         for c in 0..<components {
@@ -113,11 +108,10 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         let (d, position) = graph.jacobianTransposed.transposedWithPositions()
         plan = try BlockProductPlan(a: d, aValueIndex: position, aValueCount: graph.jacobianTransposed.nonzeroCount,
                                     blocks: blocks, additions: additions, columnSumCount: layout.count, threads: threads,
-                                    memoryBudget: max(0, memoryBudget - streams * perStream), scalar: Scalar.self)
+                                    layout: .panelMajor, memoryBudget: max(0, memoryBudget - streams * perStream), scalar: Scalar.self)
         precondition(plan.valueCount == values, "the blocks hold every entry of the pattern")
         self.pattern = pattern
         self.groups = groups
-        self.blockStart = blockStart
         self.thresholds = thresholds
         let plan = self.plan
         self.streams = try (0..<streams).map { _ in
@@ -168,21 +162,24 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         streams[b].values.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
     }
 
-    /// Calls `body(valueOffset, canonicalOffset, count)` for every unit and state variable of its
-    /// reach set: the unit's f_i values of that row in the storage (rows unit by unit, then
-    /// component) and in the ungrouped order (component by component, then unit).
-    private func forEachUnitRow(_ body: (Int, Int, Int) -> Void) {
+    /// Calls `body(storage, canonical)` for every value: where it lives in the plan's storage, and
+    /// its place in the ungrouped order (unit by unit, then component, then state variable of the
+    /// reach set, then the unit's parameters). Block rows are unit-major: row u · components + c
+    /// of a group's block is component c of the u-th state variable of its reach set.
+    private func forEachValue(_ body: (Int, Int) -> Void) {
         let layout = pattern.layout, components = pattern.graph.cell.stateComponents
         var canonical = 0
         for (g, group) in groups.enumerated() {
             let reached = pattern.reach(ofUnit: group.lowerBound).count
-            let first = Int(layout.unitStart[group.lowerBound]), width = Int(layout.unitStart[group.upperBound]) - first
+            let first = Int(layout.unitStart[group.lowerBound])
             for i in group {
                 let f = layout.parameterCount(ofUnit: i), column = Int(layout.unitStart[i]) - first
                 for c in 0..<components {
                     for u in 0..<reached {
-                        body(blockStart[g] + (u * components + c) * width + column, canonical, f)
-                        canonical += f
+                        for t in 0..<f {
+                            body(plan.valueIndex(block: g, row: u * components + c, column: column + t)!, canonical)
+                            canonical += 1
+                        }
                     }
                 }
             }
@@ -192,14 +189,14 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     func saveState(stream b: Int) -> InfluenceState<Scalar> {
         let values = streams[b].values
         var canonical = [Scalar](repeating: 0, count: values.count)
-        forEachUnitRow { from, to, count in for t in 0..<count { canonical[to + t] = values[from + t] } }
+        forEachValue { from, to in canonical[to] = values[from] }
         return InfluenceState(values: canonical)
     }
 
     func restoreState(stream b: Int, _ state: InfluenceState<Scalar>) throws {
         let canonical = try checkedCount(state.values, streams[b].values.count, "influence matrix")
         var values = streams[b].values
-        forEachUnitRow { to, from, count in for t in 0..<count { values[to + t] = canonical[from + t] } }
+        forEachValue { to, from in values[to] = canonical[from] }
         streams[b].values = values
     }
 }
