@@ -139,18 +139,19 @@ struct BenchProductCommand: ParsableCommand {
         let planSeconds = try Stopwatch.time {
             plan = single
                 ? try BlockProductPlan(a: d, aValueIndex: position, aValueCount: dt.nonzeroCount, blocks: blocks,
-                                       columnSumCount: jt.rowCount, threads: threads, scalar: Float.self)
+                                       columnSumCount: jt.rowCount, threads: threads, layout: .panelMajor, scalar: Float.self)
                 : try BlockProductPlan(a: d, aValueIndex: position, aValueCount: dt.nonzeroCount, blocks: blocks,
-                                       columnSumCount: jt.rowCount, threads: threads, scalar: Double.self)
+                                       columnSumCount: jt.rowCount, threads: threads, layout: .panelMajor, scalar: Double.self)
         }
-        // Block values and their positions in Jᵀ.
-        var map = [Int](), start = 0
-        map.reserveCapacity(jt.nonzeroCount)
-        for block in blocks {
-            for q in block.rows {
-                for t in 0..<block.columnCount { map.append(jt.position(row: block.columnSumStart + t, column: Int(q))!) }
+        // Each stored block value's position in Jᵀ (the blocks stored panel by panel, as the
+        // learner stores them).
+        var map = [Int](repeating: 0, count: plan.valueCount)
+        for (b, block) in blocks.enumerated() {
+            for (q, r) in block.rows.enumerated() {
+                for t in 0..<block.columnCount {
+                    map[plan.valueIndex(block: b, row: q, column: t)!] = jt.position(row: block.columnSumStart + t, column: Int(r))!
+                }
             }
-            start += block.rows.count * block.columnCount
         }
         let bandwidth = try MemoryBandwidth.measure(threads: threads)
         func time<S: SparseScalar>(_: S.Type) throws -> [Double] {

@@ -116,8 +116,8 @@ public final class BlockProductPlan: Sendable {
         /// Each block as its panels of columns (`panels(ofBlock:)`), one after another, each
         /// panel an m_b × width row-major array (row stride: the panel's width). A panel is then
         /// one stretch of memory, which the kernel packs as the hardware prefetchers stream it:
-        /// 6–13% faster whole steps of gru k = 256 SnAp-2 than row-major blocks, where a panel's
-        /// rows lie n_b apart (Docs/BENCHMARKS.md). The panels depend on the instruction set, the
+        /// whole RTRL steps 3–9% faster than with row-major blocks, where a panel's rows lie n_b
+        /// apart (Docs/BENCHMARKS.md), with the same results to the bit. The panels depend on the instruction set, the
         /// scalar type and `maximumPanelVectors`, so only this plan's `valueIndex` places values.
         case panelMajor
     }
