@@ -38,7 +38,7 @@ typedef struct {
 
 #define SK_BPROD_UNITS(NAME, REAL)                                                               \
     void NAME(const sk_bprod_plan *P, const REAL *restrict Av, REAL *restrict X, const REAL *restrict E, \
-              const REAL *restrict w, REAL *restrict g, int32_t u0, int32_t u1, void *scratch);
+              const REAL *restrict w, REAL *restrict g, int32_t u0, int32_t u1, int placement, void *scratch);
 SK_BPROD_UNITS(sk_bprod_units_generic_f64, double)
 SK_BPROD_UNITS(sk_bprod_units_generic_f32, float)
 #if SK_BPROD_X86

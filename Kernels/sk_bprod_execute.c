@@ -95,17 +95,17 @@ static void sk_bprod_part(void *context, int thread, int nthreads)
     switch (c->level) {
 #if SK_BPROD_X86
     case SK_ISA_AVX512:
-        if (c->single) sk_bprod_units_avx512_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
-        else sk_bprod_units_avx512_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        if (c->single) sk_bprod_units_avx512_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, c->placement, scratch);
+        else sk_bprod_units_avx512_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, c->placement, scratch);
         return;
     case SK_ISA_AVX2:
-        if (c->single) sk_bprod_units_avx2_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
-        else sk_bprod_units_avx2_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        if (c->single) sk_bprod_units_avx2_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, c->placement, scratch);
+        else sk_bprod_units_avx2_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, c->placement, scratch);
         return;
 #endif
     default:
-        if (c->single) sk_bprod_units_generic_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
-        else sk_bprod_units_generic_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, scratch);
+        if (c->single) sk_bprod_units_generic_f32(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, c->placement, scratch);
+        else sk_bprod_units_generic_f64(c->plan, c->Av, c->X, c->E, c->w, c->g, u0, u1, c->placement, scratch);
         return;
     }
 }

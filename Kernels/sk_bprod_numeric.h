@@ -76,7 +76,7 @@
 typedef void (*SK_NAME(sk_bprod_panel_fn))(int32_t, int64_t, SK_REAL *restrict, int32_t, int32_t, const sk_bprod_tile *restrict,
                                            const int32_t *restrict, const SK_REAL *restrict, const SK_REAL *restrict,
                                            const SK_REAL *restrict, SK_REAL *restrict, SK_REAL *restrict,
-                                           SK_REAL *restrict, const sk_bprod_next *, int32_t);
+                                           SK_REAL *restrict, int, const sk_bprod_next *, int32_t);
 
 static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VECTORS] = {
     SK_PASTE(SK_NAME(sk_bprod_panel), 1), SK_PASTE(SK_NAME(sk_bprod_panel), 2), SK_PASTE(SK_NAME(sk_bprod_panel), 3), SK_PASTE(SK_NAME(sk_bprod_panel), 4),
@@ -85,18 +85,43 @@ static const SK_NAME(sk_bprod_panel_fn) SK_NAME(sk_bprod_panels)[SK_BPROD_MAX_VE
     SK_PASTE(SK_NAME(sk_bprod_panel), 13), SK_PASTE(SK_NAME(sk_bprod_panel), 14), SK_PASTE(SK_NAME(sk_bprod_panel), 15),
 };
 
-/* Work units u0 .. u1-1 (see sk_bprod_plan). scratch: sk_bprod_scratch_bytes, 64-byte aligned. */
+/* Where unit t's panel starts in X and its row stride: inside the block's rows (row-major
+ * blocks); a contiguous m x width array of its own (panel-major: the panels before it hold c0
+ * columns of all m rows); or, shifting, a contiguous m x (whole vectors) array at its offset,
+ * plus the gap when `high`. */
+static inline SK_REAL *SK_NAME(sk_bprod_panel_at)(const sk_bprod_plan *P, SK_REAL *X, int32_t t, int high, int64_t *stride)
+{
+    const int32_t b = P->unit_block[t], width = P->unit_width[t];
+    if (P->unit_offset != NULL) {
+        *stride = (width + SK_VL - 1) / SK_VL * SK_VL;
+        return X + P->unit_offset[t] + (high ? P->gap : 0);
+    }
+    if (P->panel_major) {
+        *stride = width;
+        return X + P->x_start[b] + (int64_t)P->unit_col[t] * P->rows[b];
+    }
+    *stride = P->cols[b];
+    return X + P->x_start[b] + P->unit_col[t];
+}
+
+/* Work units u0 .. u1-1 (see sk_bprod_plan), in increasing order unless shifting panels up
+ * (placement 1). scratch: sk_bprod_scratch_bytes, 64-byte aligned. */
 SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *restrict Av, SK_REAL *restrict X,
                                        const SK_REAL *restrict E, const SK_REAL *restrict w, SK_REAL *restrict g,
-                                       int32_t u0, int32_t u1, void *scratch)
+                                       int32_t u0, int32_t u1, int placement, void *scratch)
 {
+    const int shifting = P->unit_offset != NULL, up = shifting && placement == 1;
+    /* Shifting: the old panels are read where the placement says, the new ones written gap lower
+     * (from placement 0) or higher (from 1). */
+    const int old_high = shifting && placement == 0, new_high = shifting && placement == 1;
     SK_REAL *restrict pack = scratch;
     SK_REAL *restrict sv = pack + sk_bprod_align((int64_t)P->max_rows * P->max_vectors * SK_VL, sizeof(SK_REAL));
     SK_REAL *restrict uvec = sv + sk_bprod_align(P->max_entries, sizeof(SK_REAL));
     SK_REAL *restrict wr = uvec + sk_bprod_align(P->max_rows, sizeof(SK_REAL));
     SK_REAL *restrict gsum = wr + sk_bprod_align(P->max_rows, sizeof(SK_REAL));
     int32_t current = -1;
-    for (int32_t t = u0; t < u1; t++) {
+    for (int32_t i = u0; i < u1; i++) {
+        const int32_t t = up ? u1 - 1 - (i - u0) : i, following = up ? t - 1 : t + 1;
         const int32_t b = P->unit_block[t];
         const int32_t m = P->rows[b];
         const int64_t n = P->cols[b];
@@ -134,25 +159,25 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
             current = b;
         }
         const int32_t c0 = P->unit_col[t], width = P->unit_width[t];
-        SK_REAL *restrict Xb = X + P->x_start[b];
         SK_REAL *restrict gb = w != NULL ? g + P->g_start[b] : NULL;
         sk_bprod_next next = { NULL, 0, 0, 0 };
-        if (t + 1 < u1) {
-            const int32_t nb = P->unit_block[t + 1];
-            /* The next panel's first value and row stride, as panels[0] below. */
-            next.x = X + P->x_start[nb] + (P->panel_major ? (int64_t)P->unit_col[t + 1] * P->rows[nb] : P->unit_col[t + 1]);
-            next.stride = (P->panel_major ? P->unit_width[t + 1] : P->cols[nb]) * (int64_t)sizeof(SK_REAL);
-            next.rows = P->rows[nb];
-            next.bytes = P->unit_width[t + 1] * (int32_t)sizeof(SK_REAL);
+        if (following >= u0 && following < u1) {
+            /* The next panel's old values: first value, row stride, rows, bytes a row. */
+            int64_t next_stride;
+            next.x = SK_NAME(sk_bprod_panel_at)(P, X, following, old_high, &next_stride);
+            next.stride = next_stride * (int64_t)sizeof(SK_REAL);
+            next.rows = P->rows[P->unit_block[following]];
+            next.bytes = P->unit_width[following] * (int32_t)sizeof(SK_REAL);
         }
-        /* The panel's first value and row stride: inside the block's rows (row-major blocks), or
-         * a contiguous m x width array of its own (panel-major: the panels before it hold c0
-         * columns of all m rows). */
-        SK_REAL *restrict Xp = P->panel_major ? Xb + (int64_t)c0 * m : Xb + c0;
-        const int64_t stride = P->panel_major ? width : n;
+        int64_t stride;
+        SK_REAL *restrict Xp = SK_NAME(sk_bprod_panel_at)(P, X, t, new_high, &stride);
+        /* Shifting, the old panel is read where it is (its rows are whole vectors, as the pack's). */
+        const SK_REAL *restrict old = shifting ? SK_NAME(sk_bprod_panel_at)(P, X, t, old_high, &stride) : NULL;
+        (void)n;
         SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, stride, Xp, width, ntiles, tiles, col, sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
                                                                   w != NULL && !P->block_sums_by_u[b] ? wr : NULL, gsum,
-                                                                  w != NULL ? gb + c0 : NULL, pack, &next,
+                                                                  w != NULL ? gb + c0 : NULL, old != NULL ? (SK_REAL *)old : pack,
+                                                                  old != NULL, &next,
                                                                   P->block_chains != NULL ? P->block_chains[b] : 3);
         /* Additions into this panel: X(r, c .. c+len-1) += E(src ..), and their gradient term. */
         for (int64_t a = P->unit_add[t]; a < P->unit_add[t + 1]; a++) {

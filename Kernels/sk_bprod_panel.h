@@ -11,7 +11,9 @@
  *     X(:, panel) <- S * X(:, panel)        S: m x m sparse, by rows (rowptr, col, sv)
  *
  * 1. The old panel is copied into `pack` (rows SK_NV*SK_VL scalars apart, 64-byte aligned),
- *    which stays in the L1 or L2 cache while every output row reads it. The weighted column sums
+ *    which stays in the L1 or L2 cache while every output row reads it — unless `packed`: then
+ *    `pack` is the old panel itself, elsewhere than X (shifting panels, sk_bprod_plan), rows
+ *    SK_NV*SK_VL apart too, and nothing is copied. The weighted column sums
  *    of the new rows go into gout one of two ways: with `u` (= S' w, from the caller), the copy
  *    accumulates u' * X_old(:, panel), which is w' * S * X_old, in registers: cheap when a
  *    block has many panels to share the cost of u; with `wrow` (w by local row), each new row is
@@ -63,7 +65,7 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
     int32_t m, int64_t n, SK_REAL *restrict X, int32_t width, int32_t ntiles, const sk_bprod_tile *restrict tiles,
     const int32_t *restrict col, const SK_REAL *restrict sv, const SK_REAL *restrict u,
     const SK_REAL *restrict wrow, SK_REAL *restrict gsum, SK_REAL *restrict gout, SK_REAL *restrict pack,
-    const sk_bprod_next *next, int32_t chains)
+    int packed, const sk_bprod_next *next, int32_t chains)
 {
     enum { W = SK_NV * SK_VL };
     /* Lanes used in the last vector (1 .. SK_VL); the others are full. */
@@ -91,11 +93,12 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
                 SK_VSTORE(p + (k) * SK_VL, t);                                                   \
                 g##k = SK_VFMA(uj, t, g##k);                                                     \
             }
-            SK_EACH(SK_G_ROW)
+#define SK_G_READ(k) g##k = SK_VFMA(uj, SK_LOAD_K(k, p), g##k);
+            if (packed) { SK_EACH(SK_G_READ) } else { SK_EACH(SK_G_ROW) }
         }
 #define SK_G_OUT(k) SK_STORE_K(k, gout, SK_VADD(SK_LOAD_K(k, gout), g##k));
         SK_EACH(SK_G_OUT)
-    } else {
+    } else if (!packed) {
         for (int32_t j = 0; j < m; j++) {
             const SK_REAL *restrict x = X + (int64_t)j * n;
             SK_REAL *restrict p = pack + (int64_t)j * W;
@@ -241,6 +244,7 @@ static SK_TARGET void SK_PASTE(SK_NAME(sk_bprod_panel), SK_NV)(
 #undef SK_STORE_K
 #undef SK_G_DECL
 #undef SK_G_ROW
+#undef SK_G_READ
 #undef SK_G_OUT
 #undef SK_P_ROW
 #undef SK_A_DECL

@@ -257,6 +257,16 @@ typedef struct {
     int32_t panel_major;                        /* 0: X_b row-major (row stride n_b); 1: X_b stored panel
                                                    by panel, each unit's panel a contiguous m_b x width
                                                    row-major array at x_start[b] + unit_col * m_b */
+    /* Shifting panels (unit_offset non-NULL; panel_major is then ignored): each unit's panel is an
+     * m_b x (width rounded up to whole vectors) row-major array at X + unit_offset[u], plus `gap`
+     * values when the call's placement is 0. Each thread's units (the call's bounds) hold one
+     * stretch of X with a gap of its own, at least as large as any of its panels: a call reads
+     * every panel where the placement says and writes the new one `gap` values lower
+     * (placement 0: units in increasing order) or higher (placement 1: decreasing order), onto
+     * the places of panels already read, so no panel is copied aside first. The padding lanes
+     * of a row are neither read into a result nor written. */
+    const int64_t *unit_offset;                 /* nunits, or NULL */
+    int64_t gap;
 } sk_bprod_plan;
 
 /* One call, split over a pool: thread t does units bounds[t] .. bounds[t+1]-1 with the scratch
@@ -273,6 +283,7 @@ typedef struct {
     const int32_t *bounds;
     void *scratch;
     size_t scratch_stride;
+    int placement;                              /* shifting panels: where X's values are (0 or 1) */
 } sk_bprod_call;
 
 /* The best instruction set this processor runs (SK_ISA_*). */

@@ -5,13 +5,22 @@ import XCTest
 /// one block, J updated in place, checkpoints in the ungrouped unit-blocked order.
 final class BlockedInfluenceTests: XCTestCase {
     /// A checkpoint's influence values are J's entries in the ungrouped order (unit i, then state
-    /// variable q of R(i) component-major, then i's parameters), whatever the grouping: checked
-    /// entry by entry against dense RTRL's J after the same steps.
+    /// variable q of R(i) component-major, then i's parameters), whatever the grouping and whether
+    /// the blocks are copied panel by panel or shift (forced here for models this small): checked
+    /// entry by entry against dense RTRL's J after the same steps. The two storages give the same
+    /// gradients to the bit, and the shifting one holds its gaps and padding in its memory count.
     func testCheckpointHoldsJInTheUngroupedOrder() throws {
+        let saved = BlockedStorageTuning.shiftingFromBytes.load(ordering: .relaxed)
+        defer { BlockedStorageTuning.shiftingFromBytes.store(saved, ordering: .relaxed) }
+        var gradients: [CellKind: [Double]] = [:]
+        for shifting in [false, true] {
+        BlockedStorageTuning.shiftingFromBytes.store(shifting ? 0 : saved, ordering: .relaxed)
         for (cell, density, order) in [(CellKind.gru, 0.3, InfluencePattern.Order.exact), (.lstm, 0.25, .exact),
                                        (.rnn, 0.2, .snap(2)), (.egru, 0.3, .exact)] {
             let model = try Fixtures.model(cell, hidden: 9, density: density, independentGateMasks: true, seed: 501)
-            let sequence = try Fixtures.sequence(for: model, length: 12, seed: 501, scale: 1.5)
+            // An odd number of steps for two of the cells: J then sits in the other placement of
+            // its shifting panels.
+            let sequence = try Fixtures.sequence(for: model, length: cell == .gru || cell == .rnn ? 11 : 12, seed: 501, scale: 1.5)
             let method: GradientMethod = order == .exact ? .rtrl : .snap(2)
             let sparse = try OnlineLearner(model: model, method: method, skipsQuietUnits: false)
             let dense = try OnlineLearner(model: model, method: .rtrlDense)
@@ -23,6 +32,16 @@ final class BlockedInfluenceTests: XCTestCase {
                   case .dense(let reference) = dense.tracker else { return XCTFail("\(cell): unexpected storages") }
             if order == .exact {
                 XCTAssertLessThan(blocked.groups.count, model.hiddenSize, "\(cell): units sharing a reach set are grouped")
+            }
+            XCTAssertEqual(blocked.plan.layout, shifting ? .shiftingPanels : .panelMajor, "\(cell)")
+            XCTAssertEqual(blocked.streams[0].placement, shifting && sequence.count % 2 == 1 ? .lower : .upper, "\(cell)")
+            let structure = sparse.structure
+            XCTAssertEqual(sparse.influenceBytes, 8 * (blocked.plan.storageCount + blocked.plan.additionValueCount
+                                                       + structure.graph.jacobianTransposed.nonzeroCount), "\(cell)")
+            if shifting {
+                XCTAssertGreaterThan(blocked.plan.storageCount, blocked.plan.valueCount, "\(cell): the gap")
+            } else {
+                XCTAssertEqual(blocked.plan.storageCount, blocked.plan.valueCount, "\(cell)")
             }
             let snapshot = try sparse.snapshot()
             XCTAssertEqual(snapshot.layout, "blocked")
@@ -53,6 +72,12 @@ final class BlockedInfluenceTests: XCTestCase {
                 try resumed.step(inputs: sequence.inputs[t], targets: [sequence.targets[t]])
             }
             XCTAssertEqual(resumed.gradient().flattened, sparse.gradient().flattened, "\(cell): resumed run")
+            if let other = gradients[cell] {
+                XCTAssertEqual(sparse.gradient().flattened, other, "\(cell): shifting panels against copied ones")
+            } else {
+                gradients[cell] = sparse.gradient().flattened
+            }
+        }
         }
     }
 

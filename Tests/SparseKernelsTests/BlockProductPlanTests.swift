@@ -130,16 +130,26 @@ final class BlockProductPlanTests: XCTestCase {
         lastPlan = plan
         var random = RandomSparse(seed: seed)
         var x: [S] = random.values(plan.valueCount)
-        // X in row-major blocks (the reference's order), and where the plan keeps each value.
-        var rowMajorIndex: [Int] = []
-        for (b, block) in p.blocks.enumerated() {
-            for q in 0..<block.rows.count {
-                for t in 0..<block.columnCount { rowMajorIndex.append(try XCTUnwrap(plan.valueIndex(block: b, row: q, column: t))) }
+        // X in row-major blocks (the reference's order), and where the plan keeps each value, before
+        // and after the call (shifting panels move them); the places no value has (gaps, padding)
+        // hold NaN, which must reach no result.
+        func places(_ placement: BlockProductPlan.Placement) throws -> [Int] {
+            var index: [Int] = []
+            for (b, block) in p.blocks.enumerated() {
+                for q in 0..<block.rows.count {
+                    for t in 0..<block.columnCount {
+                        index.append(try XCTUnwrap(plan.valueIndex(block: b, row: q, column: t, placement: placement)))
+                    }
+                }
             }
+            XCTAssertEqual(Set(index).count, plan.valueCount, "the layout maps every value to its own place", file: file, line: line)
+            XCTAssertTrue(index.allSatisfy { $0 >= 0 && $0 < plan.storageCount }, file: file, line: line)
+            return index
         }
-        XCTAssertEqual(Set(rowMajorIndex).count, plan.valueCount, "the layout maps every value to its own place", file: file, line: line)
-        var stored = x
-        for (r, i) in rowMajorIndex.enumerated() { stored[i] = x[r] }
+        var placement = BlockProductPlan.Placement.upper
+        let before = try places(placement)
+        var stored = [S](repeating: .nan, count: plan.storageCount)
+        for (r, i) in before.enumerated() { stored[i] = x[r] }
         let e: [S] = random.values(plan.additionValueCount)
         let w: [S] = random.values(p.a.rowCount)
         var sums: [S] = random.values(p.columnSumCount)
@@ -153,13 +163,14 @@ final class BlockProductPlanTests: XCTestCase {
                     try w.withUnsafeBufferPointer { wv in
                         try sums.withUnsafeMutableBufferPointer { sv in
                             try plan.execute(a: av, x: xv, additions: ev, rowWeights: withSums ? wv : nil,
-                                             columnSums: withSums ? sv : nil, workspace: workspace)
+                                             columnSums: withSums ? sv : nil, placement: &placement, workspace: workspace)
                         }
                     }
                 }
             }
         }
-        for (r, i) in rowMajorIndex.enumerated() { x[r] = stored[i] }
+        XCTAssertEqual(placement, layout == .shiftingPanels && plan.panelCount > 0 ? .lower : .upper, file: file, line: line)
+        for (r, i) in try places(placement).enumerated() { x[r] = stored[i] }
         XCTAssertClose(x.map { Double($0) }, expected.x, relative: tolerance,
                        "values, \(kernel) kernel, \(panelVectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads", file: file, line: line)
         XCTAssertClose(sums.map { Double($0) }, expected.sums, relative: tolerance,
@@ -258,11 +269,12 @@ final class BlockProductPlanTests: XCTestCase {
         }
     }
 
-    /// Panel-major storage: the kernels address each panel as its own array, `valueIndex` places
-    /// values by the same rule (`check` stores X through it and reads it back), so any
+    /// Panel-major and shifting-panel storage: the kernels address each panel as its own array
+    /// (shifting: read in one place, written in another), `valueIndex` places values by the same
+    /// rule (`check` stores X through it, NaN everywhere else, and reads it back), so any
     /// disagreement shows against the reference; and with the same panels the results are the
     /// row-major plan's to the bit, threads or not.
-    func testPanelMajorLayoutGivesTheRowMajorResults() throws {
+    func testPanelLayoutsGiveTheRowMajorResults() throws {
         for p in [problem(seed: 31, n: 24, density: 0.3, blockShapes: shapes),
                   pairedProblem(seed: 32, n: 24, density: 0.3, blockShapes: shapes),
                   problem(seed: 33, n: 24, density: 1, blockShapes: shapes)] {
@@ -271,21 +283,104 @@ final class BlockProductPlanTests: XCTestCase {
                     for threads in [1, 3] {
                         let rows = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads, withSums: true,
                                              seed: 34, tolerance: 1e-13)
-                        let panels = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads, withSums: true,
-                                               seed: 34, tolerance: 1e-13, layout: .panelMajor)
-                        XCTAssertEqual(rows.x, panels.x, "\(kernel), \(vectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads")
-                        XCTAssertEqual(rows.sums, panels.sums, "\(kernel), \(vectors.map { "\($0)" } ?? "automatic") vectors")
+                        for layout in [BlockProductPlan.Layout.panelMajor, .shiftingPanels] {
+                            for method in [BlockProductPlan.ColumnSumMethod.rowByRow, .transposed] {
+                                let other = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
+                                                      withSums: true, seed: 34, tolerance: 1e-13, columnSumMethod: method, layout: layout)
+                                let same = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
+                                                     withSums: true, seed: 34, tolerance: 1e-13, columnSumMethod: method)
+                                let what = "\(layout), \(method), \(kernel), \(vectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads"
+                                XCTAssertEqual(same.x, other.x, what)
+                                XCTAssertEqual(same.sums, other.sums, what)
+                            }
+                            let other = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
+                                                  withSums: true, seed: 34, tolerance: 1e-13, layout: layout)
+                            XCTAssertEqual(rows.x, other.x, "\(layout), \(kernel), \(threads) threads")
+                        }
                     }
-                    try check(p, as: Float.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 35,
-                              tolerance: 2e-5, layout: .panelMajor)
+                    for layout in [BlockProductPlan.Layout.panelMajor, .shiftingPanels] {
+                        try check(p, as: Float.self, kernel: kernel, panelVectors: vectors, threads: 1, withSums: true, seed: 35,
+                                  tolerance: 2e-5, layout: layout)
+                    }
                 }
             }
         }
     }
 
+    /// One call of a plan on arrays.
+    private func run(_ plan: BlockProductPlan, _ a: [Double], _ x: inout [Double], _ e: [Double], _ w: [Double], _ sums: inout [Double],
+                     _ placement: inout BlockProductPlan.Placement, _ workspace: BlockProductPlan.Workspace) throws {
+        try a.withUnsafeBufferPointer { av in
+            try x.withUnsafeMutableBufferPointer { xv in
+                try e.withUnsafeBufferPointer { ev in
+                    try w.withUnsafeBufferPointer { wv in
+                        try sums.withUnsafeMutableBufferPointer { sv in
+                            try plan.execute(a: av, x: xv, additions: ev, rowWeights: wv, columnSums: sv, placement: &placement,
+                                             workspace: workspace)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Shifting panels over several calls: the values move between the two placements and stay
+    /// the row-major plan's to the bit, call after call, on every kernel, with one and two
+    /// threads (a gap each); the plain `execute` refuses such a plan.
+    func testShiftingPanelsFollowTheRowMajorPlanCallAfterCall() throws {
+        let p = problem(seed: 37, n: 40, density: 0.25, blockShapes: [(40, 300), (12, 77), (0, 4), (30, 129), (1, 5), (7, 9)])
+        let blocks = p.blocks.map { BlockProductPlan.Block(rows: $0.rows, columnCount: $0.columnCount, columnSumStart: $0.columnSumStart) }
+        for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
+            for threads in [1, 2] {
+                func plan(_ layout: BlockProductPlan.Layout) throws -> BlockProductPlan {
+                    try BlockProductPlan(a: p.a, aValueIndex: p.valueIndex, aValueCount: p.aValues.count, blocks: blocks,
+                                         additions: p.additions, columnSumCount: p.columnSumCount, threads: threads, kernel: kernel,
+                                         maximumPanelVectors: 3, layout: layout)
+                }
+                let rows = try plan(.rowMajor), shifting = try plan(.shiftingPanels)
+                XCTAssertGreaterThan(shifting.storageCount, shifting.valueCount, "gaps and padding")
+                var random = RandomSparse(seed: 38)
+                var x: [Double] = random.values(rows.valueCount)
+                let w: [Double] = random.values(p.a.rowCount)
+                var sums = [Double](repeating: 0, count: p.columnSumCount), shiftedSums = sums
+                var y = [Double](repeating: .nan, count: shifting.storageCount)
+                var placement = BlockProductPlan.Placement.upper
+                func index(_ b: Int, _ q: Int, _ t: Int) -> Int { shifting.valueIndex(block: b, row: q, column: t, placement: placement)! }
+                var r = 0
+                for (b, block) in p.blocks.enumerated() {
+                    for q in 0..<block.rows.count { for t in 0..<block.columnCount { y[index(b, q, t)] = x[r]; r += 1 } }
+                }
+                let rowsWorkspace = try rows.makeWorkspace(), shiftingWorkspace = try shifting.makeWorkspace()
+                for call in 0..<4 {
+                    let a: [Double] = random.values(p.aValues.count), e: [Double] = random.values(rows.additionValueCount)
+                    var unmoved = BlockProductPlan.Placement.upper
+                    try run(rows, a, &x, e, w, &sums, &unmoved, rowsWorkspace)
+                    XCTAssertEqual(unmoved, .upper, "a row-major plan leaves the placement alone")
+                    let from = placement
+                    try run(shifting, a, &y, e, w, &shiftedSums, &placement, shiftingWorkspace)
+                    XCTAssertEqual(placement, from.other)
+                    var moved: [Double] = []
+                    for (b, block) in p.blocks.enumerated() {
+                        for q in 0..<block.rows.count { for t in 0..<block.columnCount { moved.append(y[index(b, q, t)]) } }
+                    }
+                    XCTAssertEqual(moved, x, "\(kernel), \(threads) threads, call \(call)")
+                    XCTAssertEqual(shiftedSums, sums, "\(kernel), \(threads) threads, call \(call)")
+                }
+                let e = [Double](repeating: 0, count: rows.additionValueCount)
+                XCTAssertThrowsError(try p.aValues.withUnsafeBufferPointer { av in
+                    try y.withUnsafeMutableBufferPointer { yv in
+                        try e.withUnsafeBufferPointer { ev in try shifting.execute(a: av, x: yv, additions: ev, workspace: shiftingWorkspace) }
+                    }
+                })
+            }
+        }
+    }
+
     /// `panels(ofBlock:)` cuts each block's columns left to right into panels no wider than asked,
-    /// and `valueIndex` follows the documented layouts: row-major blocks, or each panel an
-    /// m × width row-major array after the block's earlier panels. Out-of-range places are nil.
+    /// and `valueIndex` follows the documented layouts: row-major blocks; each panel an m × width
+    /// row-major array after the block's earlier panels; or (shifting, one thread) each panel an
+    /// m × (width in whole vectors) array after the earlier panels, all after a gap as large as
+    /// the largest panel (the upper placement) or before it (the lower). Out-of-range places are nil.
     func testValueIndexFollowsTheDocumentedLayouts() throws {
         let p = problem(seed: 36, n: 30, density: 0.2, blockShapes: [(7, 93), (0, 5), (3, 0), (1, 1), (30, 200), (4, 17)])
         for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
@@ -297,6 +392,21 @@ final class BlockProductPlanTests: XCTestCase {
                     XCTAssertEqual(plan.layout, layout)
                     let lanes = kernel == .avx2 ? 4 : 8 // Double: AVX2 vectors of 4, AVX-512 and generic of 8
                     var start = 0, panelCount = 0
+                    // Shifting: the panels' padded sizes, in order, and the gap (the largest).
+                    var panelStart: [Int] = [], shiftedStart = 0
+                    for (b, block) in p.blocks.enumerated() {
+                        for panel in try XCTUnwrap(plan.panels(ofBlock: b)) {
+                            panelStart.append(shiftedStart)
+                            shiftedStart += block.rows.count * ((panel.count + lanes - 1) / lanes * lanes)
+                        }
+                    }
+                    var largest = 0
+                    for (b, block) in p.blocks.enumerated() {
+                        for panel in try XCTUnwrap(plan.panels(ofBlock: b)) {
+                            largest = max(largest, block.rows.count * ((panel.count + lanes - 1) / lanes * lanes))
+                        }
+                    }
+                    XCTAssertEqual(plan.storageCount, layout == .shiftingPanels ? shiftedStart + largest : plan.valueCount)
                     for (b, block) in p.blocks.enumerated() {
                         let m = block.rows.count, n = block.columnCount
                         let panels = try XCTUnwrap(plan.panels(ofBlock: b))
@@ -314,14 +424,23 @@ final class BlockProductPlanTests: XCTestCase {
                         }
                         for q in 0..<m {
                             for t in 0..<n {
-                                let expected: Int
-                                if layout == .rowMajor {
-                                    expected = start + q * n + t
-                                } else {
-                                    let panel = try XCTUnwrap(panels.first { $0.contains(t) })
-                                    expected = start + panel.lowerBound * m + q * panel.count + (t - panel.lowerBound)
+                                let which = try XCTUnwrap(panels.firstIndex { $0.contains(t) }), panel = panels[which]
+                                switch layout {
+                                case .rowMajor:
+                                    XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t), start + q * n + t)
+                                case .panelMajor:
+                                    XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t),
+                                                   start + panel.lowerBound * m + q * panel.count + (t - panel.lowerBound), "block \(b) (\(q), \(t))")
+                                case .shiftingPanels:
+                                    let lower = panelStart[panelCount - panels.count + which] + q * ((panel.count + lanes - 1) / lanes * lanes)
+                                        + (t - panel.lowerBound)
+                                    XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t, placement: .lower), lower, "block \(b) (\(q), \(t))")
+                                    XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t, placement: .upper), lower + largest)
                                 }
-                                XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t), expected, "\(layout), block \(b) (\(q), \(t))")
+                                if layout != .shiftingPanels {
+                                    XCTAssertEqual(plan.valueIndex(block: b, row: q, column: t, placement: .lower),
+                                                   plan.valueIndex(block: b, row: q, column: t), "the placement matters to shifting panels only")
+                                }
                             }
                         }
                         XCTAssertNil(plan.valueIndex(block: b, row: m, column: 0))

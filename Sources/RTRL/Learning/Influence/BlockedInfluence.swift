@@ -1,3 +1,4 @@
+import Synchronization
 import SparseKernels
 
 /// The influence matrix in unit blocks (<doc:TheInfluenceUpdate>), updated by one `BlockProductPlan`:
@@ -10,9 +11,12 @@ import SparseKernels
 /// group's parameters contiguously. D[R, R] is read straight from D's values by the plan's value
 /// index. The immediate term — unit i's row (c, i), and the EGRU thresholds' entries — is written
 /// to a small buffer first and added by the plan as the panel is written, and the gradient wᵀJ
-/// rides in the same pass, so J is read once and written once per step, in place. The blocks are
-/// stored panel by panel (`BlockProductPlan.Layout.panelMajor`), so each panel the plan packs is
-/// one stretch of memory.
+/// rides in the same pass, so J is read once and written once per step. The blocks are stored
+/// panel by panel, each panel one stretch of memory (`BlockProductPlan.Layout.panelMajor`); when J
+/// outgrows the L2 cache (`BlockedStorageTuning.shiftingFromBytes`), with a gap as well
+/// (`shiftingPanels`): each panel is then read where it is while its new values go into the gap,
+/// so J moves between two placements step to step (each stream keeps its own) and no panel is
+/// copied aside, for a few percent more memory (the gap, and rows padded to whole vectors).
 ///
 /// Checkpoints hold the values in the ungrouped unit-blocked order ("blocked": unit by unit, then
 /// state variable of R(i) component-major, then parameter), whatever the grouping and the row
@@ -30,15 +34,27 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
 
     /// One stream's buffers (separate objects, so streams update concurrently).
     final class Stream {
-        var values: [Scalar]
+        /// J's values in the plan's storage (`storageCount`: gaps and padding included), 64-byte
+        /// aligned as the shifting panels need to be read at speed; zero-filled, owned here.
+        let values: UnsafeMutableBufferPointer<Scalar>
+        private let allocation: UnsafeMutableRawPointer
         var dynamics: [Scalar]
         var additions: [Scalar]
+        /// Where J's values are in `values` this step.
+        var placement = BlockProductPlan.Placement.upper
         let workspace: BlockProductPlan.Workspace
         init(values: Int, dynamics: Int, additions: Int, workspace: BlockProductPlan.Workspace) {
-            self.values = [Scalar](repeating: 0, count: values)
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(values, 1) * MemoryLayout<Scalar>.stride, alignment: 64)
+            allocation = raw
+            self.values = UnsafeMutableBufferPointer(start: raw.bindMemory(to: Scalar.self, capacity: max(values, 1)), count: values)
+            self.values.initialize(repeating: 0)
             self.dynamics = [Scalar](repeating: 0, count: dynamics)
             self.additions = [Scalar](repeating: 0, count: additions)
             self.workspace = workspace
+        }
+        deinit {
+            values.deinitialize()
+            allocation.deallocate()
         }
     }
     let streams: [Stream]
@@ -46,7 +62,7 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     var storageName: String { InfluenceLayout.unitBlocked.rawValue }
     var multiplyAdds: Int { plan.multiplyAdds }
     var bytesPerStream: Int {
-        (plan.valueCount + plan.additionValueCount + pattern.graph.jacobianTransposed.nonzeroCount) * MemoryLayout<Scalar>.stride
+        (plan.storageCount + plan.additionValueCount + pattern.graph.jacobianTransposed.nonzeroCount) * MemoryLayout<Scalar>.stride
     }
 
     init(pattern: InfluencePattern, streams: Int, threads: Int, weightHH: SparsityPattern, memoryBudget: Int) throws {
@@ -108,14 +124,22 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         let (d, position) = graph.jacobianTransposed.transposedWithPositions()
         plan = try BlockProductPlan(a: d, aValueIndex: position, aValueCount: graph.jacobianTransposed.nonzeroCount,
                                     blocks: blocks, additions: additions, columnSumCount: layout.count, threads: threads,
-                                    layout: .panelMajor, memoryBudget: max(0, memoryBudget - streams * perStream), scalar: Scalar.self)
+                                    layout: values * stride >= BlockedStorageTuning.shiftingFromBytes.load(ordering: .relaxed)
+                                        ? .shiftingPanels : .panelMajor,
+                                    memoryBudget: max(0, memoryBudget - streams * perStream), scalar: Scalar.self)
         precondition(plan.valueCount == values, "the blocks hold every entry of the pattern")
+        // The storage holds the gaps and the rows' padding besides J's entries (a few percent).
+        let stored = streams * (perStream + (plan.storageCount - values) * stride)
+        guard stored <= memoryBudget else {
+            throw RTRLError.tooLarge(what: "the influence matrices of \(streams) stream(s) (\(values) entries each, \(plan.storageCount) stored)",
+                                     neededBytes: stored, budgetBytes: memoryBudget)
+        }
         self.pattern = pattern
         self.groups = groups
         self.thresholds = thresholds
         let plan = self.plan
         self.streams = try (0..<streams).map { _ in
-            Stream(values: values, dynamics: graph.jacobianTransposed.nonzeroCount, additions: plan.additionValueCount,
+            Stream(values: plan.storageCount, dynamics: graph.jacobianTransposed.nonzeroCount, additions: plan.additionValueCount,
                    workspace: try plan.makeWorkspace())
         }
     }
@@ -149,24 +173,23 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
         // A step without a loss (w = 0) needs no gradient pass.
         let weighted = w.contains { $0 != 0 }
         try stream.dynamics.withUnsafeBufferPointer { dt in
-            try stream.values.withUnsafeMutableBufferPointer { x in
-                try stream.additions.withUnsafeBufferPointer { e in
-                    try plan.execute(a: dt, x: x, additions: e, rowWeights: weighted ? w : nil, columnSums: weighted ? g : nil,
-                                     workspace: stream.workspace)
-                }
+            try stream.additions.withUnsafeBufferPointer { e in
+                try plan.execute(a: dt, x: stream.values, additions: e, rowWeights: weighted ? w : nil, columnSums: weighted ? g : nil,
+                                 placement: &stream.placement, workspace: stream.workspace)
             }
         }
     }
 
     func reset(stream b: Int, gradient: UnsafeMutableBufferPointer<Scalar>) {
-        streams[b].values.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        streams[b].values.update(repeating: 0)
     }
 
-    /// Calls `body(storage, canonical)` for every value: where it lives in the plan's storage, and
-    /// its place in the ungrouped order (unit by unit, then component, then state variable of the
-    /// reach set, then the unit's parameters). Block rows are unit-major: row u · components + c
-    /// of a group's block is component c of the u-th state variable of its reach set.
-    private func forEachValue(_ body: (Int, Int) -> Void) {
+    /// Calls `body(storage, canonical)` for every value: where it lives in the plan's storage (in
+    /// the given placement), and its place in the ungrouped order (unit by unit, then component,
+    /// then state variable of the reach set, then the unit's parameters). Block rows are
+    /// unit-major: row u · components + c of a group's block is component c of the u-th state
+    /// variable of its reach set.
+    private func forEachValue(placement: BlockProductPlan.Placement, _ body: (Int, Int) -> Void) {
         let layout = pattern.layout, components = pattern.graph.cell.stateComponents
         var canonical = 0
         for (g, group) in groups.enumerated() {
@@ -177,7 +200,7 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
                 for c in 0..<components {
                     for u in 0..<reached {
                         for t in 0..<f {
-                            body(plan.valueIndex(block: g, row: u * components + c, column: column + t)!, canonical)
+                            body(plan.valueIndex(block: g, row: u * components + c, column: column + t, placement: placement)!, canonical)
                             canonical += 1
                         }
                     }
@@ -188,17 +211,26 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
 
     func saveState(stream b: Int) -> InfluenceState<Scalar> {
         let values = streams[b].values
-        var canonical = [Scalar](repeating: 0, count: values.count)
-        forEachValue { from, to in canonical[to] = values[from] }
+        var canonical = [Scalar](repeating: 0, count: plan.valueCount)
+        forEachValue(placement: streams[b].placement) { from, to in canonical[to] = values[from] }
         return InfluenceState(values: canonical)
     }
 
     func restoreState(stream b: Int, _ state: InfluenceState<Scalar>) throws {
-        let canonical = try checkedCount(state.values, streams[b].values.count, "influence matrix")
-        var values = streams[b].values
-        forEachValue { to, from in values[to] = canonical[from] }
-        streams[b].values = values
+        let canonical = try checkedCount(state.values, plan.valueCount, "influence matrix")
+        let values = streams[b].values
+        forEachValue(placement: streams[b].placement) { to, from in values[to] = canonical[from] }
     }
+}
+
+/// Tuning of the unit-blocked storage, for benchmarks and tests (not a stable API).
+package enum BlockedStorageTuning {
+    /// The size of one stream's J, in bytes, from which its blocks are stored as shifting panels
+    /// instead of copied panel by panel: 1 MiB, this machine's L2 cache. Below it J stays in the L2
+    /// between steps, the copy costs little, and the gaps and padding would be a larger share of
+    /// a small J; above it the shifting panels measured 4–8% faster on gru k = 256 SnAp-2 (13 MB;
+    /// Docs/BENCHMARKS.md). Read when a learner is built; 0 makes every storage shift.
+    package static let shiftingFromBytes = Atomic<Int>(1 << 20)
 }
 
 /// The EGRU thresholds' immediate terms as a list of single entries, in a fixed order: for every
