@@ -136,40 +136,52 @@ struct BenchProductCommand: ParsableCommand {
         let (d, position) = dt.transposedWithPositions()
         var plan: BlockProductPlan!
         let single = precision == .float32
+        // The blocks stored as the learner stores them: shifting panels once J outgrows the L2
+        // cache, else copied panel by panel.
+        let layout: BlockProductPlan.Layout = jt.nonzeroCount * (single ? 4 : 8) >= BlockedStorageTuning.shiftingFromBytes.load(ordering: .relaxed)
+            ? .shiftingPanels : .panelMajor
         let planSeconds = try Stopwatch.time {
             plan = single
                 ? try BlockProductPlan(a: d, aValueIndex: position, aValueCount: dt.nonzeroCount, blocks: blocks,
-                                       columnSumCount: jt.rowCount, threads: threads, layout: .panelMajor, scalar: Float.self)
+                                       columnSumCount: jt.rowCount, threads: threads, layout: layout, scalar: Float.self)
                 : try BlockProductPlan(a: d, aValueIndex: position, aValueCount: dt.nonzeroCount, blocks: blocks,
-                                       columnSumCount: jt.rowCount, threads: threads, layout: .panelMajor, scalar: Double.self)
+                                       columnSumCount: jt.rowCount, threads: threads, layout: layout, scalar: Double.self)
         }
-        // Each stored block value's position in Jᵀ (the blocks stored panel by panel, as the
-        // learner stores them).
-        var map = [Int](repeating: 0, count: plan.valueCount)
+        // Each block value's place in the storage, in either placement, and its position in Jᵀ.
+        var upper: [Int] = [], lower: [Int] = [], positionInJt: [Int] = []
         for (b, block) in blocks.enumerated() {
             for (q, r) in block.rows.enumerated() {
                 for t in 0..<block.columnCount {
-                    map[plan.valueIndex(block: b, row: q, column: t)!] = jt.position(row: block.columnSumStart + t, column: Int(r))!
+                    upper.append(plan.valueIndex(block: b, row: q, column: t, placement: .upper)!)
+                    lower.append(plan.valueIndex(block: b, row: q, column: t, placement: .lower)!)
+                    positionInJt.append(jt.position(row: block.columnSumStart + t, column: Int(r))!)
                 }
             }
         }
         let bandwidth = try MemoryBandwidth.measure(threads: threads)
         func time<S: SparseScalar>(_: S.Type) throws -> [Double] {
             let workspace = try plan.makeWorkspace()
-            let a = dValues.map { S($0) }, original = map.map { S(jValues[$0]) }
-            var x = original
+            let a = dValues.map { S($0) }
+            var original = [S](repeating: 0, count: plan.storageCount)
+            for (i, p) in upper.enumerated() { original[p] = S(jValues[positionInJt[i]]) }
+            // X 64-byte aligned, as the learner holds it.
+            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(plan.storageCount, 1) * MemoryLayout<S>.stride, alignment: 64)
+            defer { raw.deallocate() }
+            let xv = UnsafeMutableBufferPointer(start: raw.bindMemory(to: S.self, capacity: max(plan.storageCount, 1)), count: plan.storageCount)
             var times: [Double] = []
+            var placement = BlockProductPlan.Placement.upper
             try a.withUnsafeBufferPointer { av in
-                try x.withUnsafeMutableBufferPointer { xv in
-                    for rep in 0..<(reps + 3) {
-                        _ = original.withUnsafeBufferPointer { xv.update(fromContentsOf: $0) }
-                        let t = try Stopwatch.time { try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), workspace: workspace) }
-                        if rep >= 3 { times.append(t) }
+                for rep in 0..<(reps + 3) {
+                    _ = original.withUnsafeBufferPointer { xv.update(fromContentsOf: $0) }
+                    placement = .upper
+                    let t = try Stopwatch.time {
+                        try plan.execute(a: av, x: xv, additions: .init(start: nil, count: 0), placement: &placement, workspace: workspace)
                     }
+                    if rep >= 3 { times.append(t) }
                 }
             }
             var result = [Double](repeating: 0, count: jt.nonzeroCount)
-            for (p, q) in map.enumerated() { result[q] = Double(x[p]) }
+            for (i, q) in positionInJt.enumerated() { result[q] = Double(xv[placement == .upper ? upper[i] : lower[i]]) }
             return [Statistics.median(times), Statistics.quantile(times, 0.1), Statistics.quantile(times, 0.9)] + result
         }
         let out = single ? try time(Float.self) : try time(Double.self)

@@ -156,6 +156,7 @@ struct BenchStepCommand: ParsableCommand {
             ("method", method.description as Any), ("batch", batch), ("threads", threads), ("precision", S.precisionName),
             ("seconds_per_step", median), ("p10", times.quantile(0.1)), ("p90", times.quantile(0.9)),
             ("influence_nonzeros", nonzeros), ("flops_per_step", batch * flops), ("bytes_per_step", bytes),
+            ("influence_bytes", learner.influenceBytes),
         ]
         if let probe, flops > 0 {
             if round.count > 0 {

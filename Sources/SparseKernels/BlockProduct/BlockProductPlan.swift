@@ -130,7 +130,7 @@ public final class BlockProductPlan: Sendable {
         /// holds `storageCount` values (gaps and padding included, their contents unused).
         /// Every panel and row starts on a whole vector, so in an X aligned to 64 bytes each
         /// vector the kernel loads lies in one cache line: allocate it so (unaligned, gru k = 256
-        /// SnAp-2 steps were 20% slower than the copying `panelMajor`; aligned, 5–10% faster).
+        /// SnAp-2 steps were 20% slower than with the copying `panelMajor`; aligned, 8% faster).
         case shiftingPanels
     }
 

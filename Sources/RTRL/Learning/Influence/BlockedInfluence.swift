@@ -228,8 +228,8 @@ package enum BlockedStorageTuning {
     /// The size of one stream's J, in bytes, from which its blocks are stored as shifting panels
     /// instead of copied panel by panel: 1 MiB, this machine's L2 cache. Below it J stays in the L2
     /// between steps, the copy costs little, and the gaps and padding would be a larger share of
-    /// a small J; above it the shifting panels measured 4–8% faster on gru k = 256 SnAp-2 (13 MB;
-    /// Docs/BENCHMARKS.md). Read when a learner is built; 0 makes every storage shift.
+    /// a small J; above it the shifting panels measured 8% faster than the copy on gru k = 256
+    /// SnAp-2 (13 MB; Docs/BENCHMARKS.md). Read when a learner is built; 0 makes every storage shift.
     package static let shiftingFromBytes = Atomic<Int>(1 << 20)
 }
 
