@@ -124,7 +124,6 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         const int32_t t = up ? u1 - 1 - (i - u0) : i, following = up ? t - 1 : t + 1;
         const int32_t b = P->unit_block[t];
         const int32_t m = P->rows[b];
-        const int64_t n = P->cols[b];
         const int32_t *restrict rows = P->row_global + P->row_start[b];
         const sk_bprod_tile *restrict tiles = P->tiles + P->tile_start[b];
         const int32_t ntiles = (int32_t)(P->tile_start[b + 1] - P->tile_start[b]);
@@ -173,7 +172,6 @@ SK_TARGET void SK_NAME(sk_bprod_units)(const sk_bprod_plan *P, const SK_REAL *re
         SK_REAL *restrict Xp = SK_NAME(sk_bprod_panel_at)(P, X, t, new_high, &stride);
         /* Shifting, the old panel is read where it is (its rows are whole vectors, as the pack's). */
         const SK_REAL *restrict old = shifting ? SK_NAME(sk_bprod_panel_at)(P, X, t, old_high, &stride) : NULL;
-        (void)n;
         SK_NAME(sk_bprod_panels)[(width + SK_VL - 1) / SK_VL - 1](m, stride, Xp, width, ntiles, tiles, col, sv, w != NULL && P->block_sums_by_u[b] ? uvec : NULL,
                                                                   w != NULL && !P->block_sums_by_u[b] ? wr : NULL, gsum,
                                                                   w != NULL ? gb + c0 : NULL, old != NULL ? (SK_REAL *)old : pack,

@@ -279,23 +279,18 @@ final class BlockProductPlanTests: XCTestCase {
                   pairedProblem(seed: 32, n: 24, density: 0.3, blockShapes: shapes),
                   problem(seed: 33, n: 24, density: 1, blockShapes: shapes)] {
             for kernel in BlockProductPlan.Kernel.allCases where kernel.isAvailable {
-                for vectors in [nil, 1, 2, 3, 7, 15] {
+                for vectors in [nil, 1, 3, 15] {
                     for threads in [1, 3] {
-                        let rows = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads, withSums: true,
-                                             seed: 34, tolerance: 1e-13)
-                        for layout in [BlockProductPlan.Layout.panelMajor, .shiftingPanels] {
-                            for method in [BlockProductPlan.ColumnSumMethod.rowByRow, .transposed] {
+                        for method in [BlockProductPlan.ColumnSumMethod.rowByRow, .transposed] {
+                            let rows = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
+                                                 withSums: true, seed: 34, tolerance: 1e-13, columnSumMethod: method)
+                            for layout in [BlockProductPlan.Layout.panelMajor, .shiftingPanels] {
                                 let other = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
                                                       withSums: true, seed: 34, tolerance: 1e-13, columnSumMethod: method, layout: layout)
-                                let same = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
-                                                     withSums: true, seed: 34, tolerance: 1e-13, columnSumMethod: method)
                                 let what = "\(layout), \(method), \(kernel), \(vectors.map { "\($0)" } ?? "automatic") vectors, \(threads) threads"
-                                XCTAssertEqual(same.x, other.x, what)
-                                XCTAssertEqual(same.sums, other.sums, what)
+                                XCTAssertEqual(rows.x, other.x, what)
+                                XCTAssertEqual(rows.sums, other.sums, what)
                             }
-                            let other = try check(p, as: Double.self, kernel: kernel, panelVectors: vectors, threads: threads,
-                                                  withSums: true, seed: 34, tolerance: 1e-13, layout: layout)
-                            XCTAssertEqual(rows.x, other.x, "\(layout), \(kernel), \(threads) threads")
                         }
                     }
                     for layout in [BlockProductPlan.Layout.panelMajor, .shiftingPanels] {

@@ -5,8 +5,8 @@ internal import CSparseKernels
 ///     X_b ← A[R_b, R_b] · X_b + E_b        for every block b
 ///
 /// X holds dense blocks one after another, block b an m_b × n_b array: row-major (row stride
-/// n_b), or, with `Layout.panelMajor`, panel by panel (see `Layout`). A is a square sparse matrix whose pattern is fixed and whose values change from call to
-/// call; R_b lists m_b of its indices, so S_b = A[R_b, R_b] is an m_b × m_b sparse matrix (rows of
+/// n_b), or panel by panel (`Layout`). A is a square sparse matrix whose pattern is fixed and
+/// whose values change from call to call; R_b lists m_b of its indices, so S_b = A[R_b, R_b] is an m_b × m_b sparse matrix (rows of
 /// X_b outside R_b do not exist: a row of X_b is the row of the index R_b[q]). E_b is a list of
 /// *additions*, X_b[r, c ..< c + count] += e, whose values the caller passes each call.
 ///
@@ -107,18 +107,18 @@ public final class BlockProductPlan: Sendable {
         }
     }
 
-    /// How X's values are laid out. Either way the blocks follow one another in the order given
-    /// to the plan, block b taking m_b · n_b values; `valueIndex(block:row:column:)` says where
-    /// any value lives.
+    /// How X's values are laid out. The blocks follow one another in the order given to the
+    /// plan; `valueIndex(block:row:column:placement:)` says where any value lives.
     public enum Layout: String, CaseIterable, Sendable {
         /// Each block an m_b × n_b row-major array (row stride n_b).
         case rowMajor
         /// Each block as its panels of columns (`panels(ofBlock:)`), one after another, each
         /// panel an m_b × width row-major array (row stride: the panel's width). A panel is then
         /// one stretch of memory, which the kernel packs as the hardware prefetchers stream it:
-        /// whole RTRL steps 3–9% faster than with row-major blocks, where a panel's rows lie n_b
-        /// apart (Docs/BENCHMARKS.md), with the same results to the bit. The panels depend on the instruction set, the
-        /// scalar type and `maximumPanelVectors`, so only this plan's `valueIndex` places values.
+        /// whole RTRL steps 2–9% faster than with row-major blocks, where a panel's rows lie n_b
+        /// apart (Docs/BENCHMARKS.md), with the same results to the bit. The panels depend on the
+        /// instruction set, the scalar type and `maximumPanelVectors`, so only this plan's
+        /// `valueIndex` places values.
         case panelMajor
         /// Panel by panel as `panelMajor`, each panel's rows rounded up to whole vectors, and
         /// each thread's share of the panels (in order) one stretch of X after a gap of its own
@@ -553,8 +553,8 @@ public final class BlockProductPlan: Sendable {
         let bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
         self.bounds = bounds
         // Shifting panels: every thread's units one stretch, after a gap as large as its largest
-        // panel (rows rounded up to whole vectors, and each panel's start to a whole vector, so
-        // that in an X aligned to 64 bytes every row is).
+        // panel (rows rounded up to whole vectors, so that every panel and row starts on one: on
+        // a cache line, in an X aligned to 64 bytes).
         var unitOffset: [Int64] = [], gap = 0, storage = totalValues
         if layout == .shiftingPanels {
             var size = [Int](repeating: 0, count: units)
