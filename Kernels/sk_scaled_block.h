@@ -55,14 +55,16 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
     int64_t done = 0, columns = 0;
     for (int32_t b = b0; b < b1; b++) {
         const int32_t j0 = col_start[b], j1 = col_start[b + 1], m = rows[b];
+        /* Columns m values long, ms apart (whole cache lines where the plan pads them). */
+        const int64_t ms = plan->column_stride != NULL ? plan->column_stride[b] : m;
         SK_REAL *restrict Yb = Y + value_start[b];
         SK_REAL *restrict gb = g + row_start[b];
         /* 1. Keep the old values and scales of the active columns: they are what gets pushed. */
         int32_t ns = 0;
         for (int32_t j = j0; j < j1; j++) {
             if (!active[j]) continue;
-            const SK_REAL *restrict y = Yb + (int64_t)(j - j0) * m;
-            SK_REAL *restrict copy = scratch + (int64_t)ns * m;
+            const SK_REAL *restrict y = Yb + (int64_t)(j - j0) * ms;
+            SK_REAL *restrict copy = scratch + (int64_t)ns * ms;
             for (int32_t i = 0; i < m; i++) copy[i] = y[i];
             source_scale[ns] = s[j];
             sources[ns++] = j;
@@ -77,7 +79,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 s[j] = sj;
                 continue;
             }
-            SK_REAL *restrict y = Yb + (int64_t)(j - j0) * m;
+            SK_REAL *restrict y = Yb + (int64_t)(j - j0) * ms;
             SK_NAME(sk_fold_column)(y, m, gb, w + j);
             for (int32_t i = 0; i < m; i++) y[i] *= sj;
             s[j] = 1;
@@ -105,12 +107,12 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
             int32_t p = heads[j];
             if (p < 0) continue;
             heads[j] = -1;
-            SK_REAL *restrict y = Yb + (int64_t)j * m;
+            SK_REAL *restrict y = Yb + (int64_t)j * ms;
             const SK_REAL *restrict a[3] = { NULL, NULL, NULL };
             SK_REAL c[3] = { 0, 0, 0 };
             int32_t nt = 0;
             for (; p >= 0 && nt < 3; p = links[p], nt++) {
-                a[nt] = scratch + (int64_t)link_source[p] * m;
+                a[nt] = scratch + (int64_t)link_source[p] * ms;
                 c[nt] = link_coef[p];
             }
             SK_REAL *restrict wj = w + j0 + j;
@@ -118,7 +120,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
             *wj = 0;
             done += (int64_t)nt * m;
             for (; p >= 0; p = links[p]) {
-                const SK_REAL *restrict more = scratch + (int64_t)link_source[p] * m;
+                const SK_REAL *restrict more = scratch + (int64_t)link_source[p] * ms;
                 const SK_REAL coef = link_coef[p];
                 for (int32_t i = 0; i < m; i++) y[i] += coef * more[i];
                 done += m;

@@ -128,7 +128,7 @@ void sk_mprod_execute(sk_pool *pool, const sk_mprod_call *call);
  *
  * X is held as Y * diag(s): Y the stored values, s one scale per column. Block b spans columns
  * col_start[b] .. col_start[b+1]-1 and rows[b] rows; its values are stored column-major at
- * Y + value_start[b]. The diagonal of B goes into the scales (s_j *= B(j,j), no pass over Y), so
+ * Y + value_start[b], columns column_stride[b] apart (rows[b] if NULL; padding never read). The diagonal of B goes into the scales (s_j *= B(j,j), no pass over Y), so
  * a step costs only the off-diagonal terms of the rows of B flagged active:
  *     Y(:,j) += (s_r B(r,j) / s_j') * Y_old(:,r)    for every active r, every off-diagonal B(r,j).
  * Rows not flagged must be zero off the diagonal; they are not read. A scale leaving [lo, hi],
@@ -154,6 +154,8 @@ typedef struct {
     int64_t max_block_values;                   /* largest rows[b] * columns of b */
     int32_t max_block_columns;
     int64_t max_block_edges;                    /* most off-diagonal entries of B in one block */
+    const int32_t *column_stride;               /* nblocks: values from one column of the block to the
+                                                   next (>= rows[b]; the rest padding), or NULL: rows[b] */
 } sk_scaled_block_plan;
 
 /* Blocks [b0, b1) of one update; scratch holds max_block_values scalars, source_scale, sources,

@@ -191,17 +191,16 @@ final class EGRUScaledFormTests: XCTestCase {
         var g = (0..<plan.rowCount).map { _ in Double.random(in: -1...1, using: &random) }
         func deferred() throws -> [Double] {
             var total = g
-            try stream.values.withUnsafeBufferPointer { y in
-                try stream.pending.withUnsafeBufferPointer { w in
-                    try total.withUnsafeMutableBufferPointer { try plan.addPending(values: y, pendingWeights: w, to: $0) }
-                }
+            try stream.pending.withUnsafeBufferPointer { w in
+                try total.withUnsafeMutableBufferPointer { try plan.addPending(values: UnsafeBufferPointer(stream.values), pendingWeights: w, to: $0) }
             }
             return total
         }
         func unscaled() -> [Double] {
-            var j = stream.values
+            var j = Array(stream.values)
             for c in 0..<influence.columnState.count {
-                for p in Int(influence.storage.columnPointers[c])..<Int(influence.storage.columnPointers[c + 1]) { j[p] *= stream.scale[c] }
+                let start = Int(influence.columnValueStart[c])
+                for p in start..<(start + Int(influence.columnLength[c])) { j[p] *= stream.scale[c] }
             }
             return j
         }
@@ -212,11 +211,10 @@ final class EGRUScaledFormTests: XCTestCase {
         XCTAssertGreaterThan(zip(expected, jBefore).filter { $0 != $1 }.count, 0)
         stream.scale.withUnsafeBufferPointer { scales in
             stream.pending.withUnsafeBufferPointer { pending in
-                stream.values.withUnsafeMutableBufferPointer { j in
-                    g.withUnsafeMutableBufferPointer { g in
-                        thresholds.addScaled(weightHH: model.parameters.weightHH, record: record, into: j, scales: scales,
-                                             pending: pending, rowOf: influence.storage.rowIndices, gradient: g)
-                    }
+                g.withUnsafeMutableBufferPointer { g in
+                    thresholds.addScaled(weightHH: model.parameters.weightHH, record: record, into: stream.values, scales: scales,
+                                         pending: pending, columnStart: influence.columnValueStart,
+                                         columnFirstRow: influence.columnFirstRow, gradient: g)
                 }
             }
         }

@@ -61,10 +61,10 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         var diagonalSlots: Range<Int>
         var offDiagonalSlots: Range<Int>
 
-        func makePlan(threads: Int = 1) throws -> ScaledBlockProductPlan {
+        func makePlan(threads: Int = 1, columnAlignment: Int = 1) throws -> ScaledBlockProductPlan {
             try ScaledBlockProductPlan(blockColumns: blocks.columns, blockRows: blocks.rows, blockFirstRows: blocks.firstRows,
                                        rowCount: blocks.rowCount, b: b, bValueIndex: index, bValueCount: bValueCount,
-                                       threads: threads)
+                                       threads: threads, columnAlignment: columnAlignment)
         }
     }
 
@@ -651,6 +651,84 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         for r in results.dropFirst() {
             XCTAssertEqual(r.bits, results[0].bits, "\(r.threads) threads vs 1 (\(S.self))")
             XCTAssertEqual(r.done, results[0].done, "\(r.threads) threads vs 1 (\(S.self))")
+        }
+    }
+
+    /// Columns padded to 3 or 8 values (NaN in the padding) give the unpadded plan's Y, s, w, g
+    /// and work to the bit over 10 updates, with 1 and 2 threads, and the same deferred product,
+    /// fold and unscaling; Double and Float.
+    func testPaddedColumnsGiveTheUnpaddedResults() throws {
+        try checkPadding(Double.self, seed: 63)
+        try checkPadding(Float.self, seed: 64)
+    }
+
+    private func checkPadding<S: SparseScalar>(_: S.Type, seed: UInt64) throws {
+        var random = SeededGenerator(seed: seed)
+        var columns = (0..<9).map { _ in Int.random(in: 1...6, using: &random) }
+        var rows = (0..<9).map { _ in Int.random(in: 1...11, using: &random) }
+        columns[4] = 0; rows[6] = 0
+        var firstRows: [Int] = [], next = 0
+        for r in rows { firstRows.append(next); next += r }
+        let blocks = Blocks(columns: columns, rows: rows, firstRows: firstRows, rowCount: next)
+        let problem = makeProblem(blocks, &random, density: 0.6)
+        let initial: ([S], [S], [S], [S]) = randomState(blocks, &random)
+        var steps: [([S], [UInt8], [S])] = []
+        for step in 0..<10 {
+            let (bv, active): ([S], [UInt8]) = stepValues(problem, &random, activeProbability: [0.3, 1, 0.6][step % 3],
+                                                          diagonalValue: { r in r.nextSign() * exp2(Double.random(in: -12...12, using: &r)) })
+            steps.append((bv, active, (0..<blocks.n).map { _ in S(Double.random(in: -1...1, using: &random)) }))
+        }
+        for threads in [1, 2] {
+            var reference: (y: [S], s: [S], w: [S], g: [S], done: [ScaledBlockProductPlan.Work])?
+            for alignment in [1, 3, 8] {
+                let plan = try problem.makePlan(threads: threads, columnAlignment: alignment)
+                XCTAssertEqual(plan.columnAlignment, alignment)
+                // Where unpadded value t of the plain layout lives in the padded one.
+                var place: [Int] = [], start = 0
+                for (b, r) in blocks.rows.enumerated() {
+                    let stride = (r + alignment - 1) / alignment * alignment
+                    for c in 0..<blocks.columns[b] { for i in 0..<r { place.append(start + c * stride + i) } }
+                    start += stride * blocks.columns[b]
+                }
+                XCTAssertEqual(plan.valueCount, start)
+                var (y0, s, w, g) = initial
+                var y = [S](repeating: .nan, count: plan.valueCount)
+                for (t, p) in place.enumerated() { y[p] = y0[t] }
+                let workspace = plan.makeWorkspace()
+                var done: [ScaledBlockProductPlan.Work] = []
+                for (bv, active, x) in steps {
+                    done.append(try update(plan, &y, &s, &w, &g, bv, active, workspace))
+                    for j in 0..<blocks.n { w[j] += x[j] * s[j] }
+                }
+                // The deferred product added elsewhere, then folded, then the scales moved in.
+                var added = [S](repeating: 0, count: blocks.rowCount)
+                try y.withUnsafeBufferPointer { yv in
+                    try w.withUnsafeBufferPointer { wv in
+                        try added.withUnsafeMutableBufferPointer { try plan.addPending(values: yv, pendingWeights: wv, to: $0) }
+                    }
+                }
+                try y.withUnsafeMutableBufferPointer { yv in
+                    try s.withUnsafeMutableBufferPointer { sv in
+                        try w.withUnsafeMutableBufferPointer { wv in
+                            try g.withUnsafeMutableBufferPointer { gv in try plan.unscale(values: yv, scales: sv, pendingWeights: wv, g: gv) }
+                        }
+                    }
+                }
+                y0 = place.map { y[$0] }
+                let what = "\(S.self), \(threads) threads, columns padded to \(alignment)"
+                XCTAssertTrue(y0.allSatisfy { !$0.isNaN } && g.allSatisfy { !$0.isNaN } && added.allSatisfy { !$0.isNaN },
+                              "no padding reaches a result: \(what)")
+                if let r = reference {
+                    XCTAssertEqual(y0.map { Double($0).bitPattern }, r.y.map { Double($0).bitPattern }, what)
+                    XCTAssertEqual(s, r.s, what)
+                    XCTAssertEqual(w, r.w, what)
+                    XCTAssertEqual(g.map { Double($0).bitPattern }, r.g.map { Double($0).bitPattern }, what)
+                    XCTAssertEqual(done, r.done, what)
+                } else {
+                    reference = (y0, s, w, g, done)
+                }
+                _ = added
+            }
         }
     }
 

@@ -234,13 +234,14 @@ struct ThresholdImmediate: Sendable {
     @_specialize(where Scalar == Float)
     func addScaled<Scalar: SparseScalar>(weightHH: SparseMatrix<Scalar>, record r: StepRecord<Scalar>,
                                          into j: UnsafeMutableBufferPointer<Scalar>, scales: UnsafeBufferPointer<Scalar>,
-                                         pending: UnsafeBufferPointer<Scalar>, rowOf: [Int32],
+                                         pending: UnsafeBufferPointer<Scalar>, columnStart: [Int32], columnFirstRow: [Int32],
                                          gradient g: UnsafeMutableBufferPointer<Scalar>) {
         func add(_ position: Int, _ column: Int, _ term: Scalar) {
             let delta = term / scales[column]
             j[position] += delta
             let weight = pending[column]
-            if weight != 0 { g[Int(rowOf[position])] -= weight * delta }
+            // The value's row: its column's first, plus how far into the column it lies.
+            if weight != 0 { g[Int(columnFirstRow[column]) + position - Int(columnStart[column])] -= weight * delta }
         }
         let w = weightHH.pattern
         for col in 0..<w.columnCount {

@@ -5,7 +5,7 @@ internal import CSparseKernels
 /// zero off the diagonal at any one step.
 ///
 /// X (m × n) is stored as `Y · diag(s)`: Y the stored values, block after block, each block
-/// column-major; s one scale per column. B's diagonal is applied to the scales alone, so an
+/// column-major (columns padded to `columnAlignment` values, see `init`); s one scale per column. B's diagonal is applied to the scales alone, so an
 /// update costs only the off-diagonal terms of the rows of B the caller flags *active*:
 ///
 ///     Y(:,j) += (s_r · B(r,j) / s_j′) · Y_old(:,r)     for each active row r, each B(r,j), j ≠ r
@@ -28,8 +28,10 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     public let columnCount: Int
     /// Length of the vector g of the deferred product.
     public let rowCount: Int
-    /// Number of stored values of X.
+    /// Number of stored values of X (with the columns' padding).
     public let valueCount: Int
+    /// Each column's length is rounded up to a multiple of this many values in Y.
+    public let columnAlignment: Int
     /// Length of the value array B's entries are read from.
     public let bValueCount: Int
     /// Multiply-adds of the plain product X · B (diagonal included): what an update that skipped
@@ -50,9 +52,13 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     let colStart, rows, rowStart: OwnedBuffer<Int32>
     let valueStart, edgeStart: OwnedBuffer<Int64>
     let edgeColumn, edgeValue, diagonalValue: OwnedBuffer<Int32>
-    /// Per column: first stored value and first row in g (for folding and unscaling).
+    /// Per column: first stored value, its length (the block's rows; the padding after it is not
+    /// X's) and first row in g (for folding and unscaling).
     let columnPointers: [Int32]
+    let columnLength: [Int32]
     let columnFirstRow: [Int32]
+    /// Per block: values from one column to the next.
+    let columnStride: OwnedBuffer<Int32>
     let maxBlockValues: Int
     let maxBlockColumns: Int
     /// Most off-diagonal entries of B in one block.
@@ -72,24 +78,32 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
     ///   - bValueIndex: for each stored entry of `b`, its index in the value array of `update`.
     ///   - bValueCount: that array's length.
     ///   - threads: threads for `update`.
+    ///   - columnAlignment: each column of Y takes its block's rows rounded up to a multiple of
+    ///     this many values (the rest padding, never read as X): 8 Doubles or 16 Floats put every
+    ///     column on a 64-byte line of a Y aligned to 64 bytes, which the update's vector loops
+    ///     stream half again as fast as columns that straddle lines (Docs/BENCHMARKS.md).
     ///   - memoryBudget: the most bytes the plan may hold; checked before allocating.
     public init(blockColumns: [Int], blockRows: [Int], blockFirstRows: [Int], rowCount: Int,
                 b: SparsityPattern, bValueIndex: [Int32], bValueCount: Int, threads: Int = 1,
-                memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
+                columnAlignment: Int = 1, memoryBudget: Int = MaskedProductPlan.defaultMemoryBudget) throws {
         let nb = blockColumns.count
         guard blockRows.count == nb, blockFirstRows.count == nb else {
             throw SparseKernelsError.shapeMismatch("blockColumns, blockRows and blockFirstRows need one entry per block (\(nb), \(blockRows.count), \(blockFirstRows.count))")
         }
         guard threads >= 1 else { throw SparseKernelsError.invalidArgument("threads must be at least 1, not \(threads)") }
         guard rowCount >= 0, bValueCount >= 0 else { throw SparseKernelsError.invalidArgument("rowCount and bValueCount must not be negative") }
+        guard (1...64).contains(columnAlignment) else {
+            throw SparseKernelsError.invalidArgument("columnAlignment must be 1 to 64, not \(columnAlignment)")
+        }
+        func padded(_ rows: Int) -> Int { (rows + columnAlignment - 1) / columnAlignment * columnAlignment }
         var n = 0, values = 0, maxValues = 0, maxColumns = 0
         for t in 0..<nb {
             let c = blockColumns[t], r = blockRows[t], f = blockFirstRows[t]
             guard c >= 0, r >= 0, f >= 0, f + r <= rowCount else {
                 throw SparseKernelsError.invalidArgument("block \(t) (\(r) × \(c), rows from \(f)) does not fit \(rowCount) rows")
             }
-            n += c; values += r * c
-            maxValues = max(maxValues, r * c); maxColumns = max(maxColumns, c)
+            n += c; values += padded(r) * c
+            maxValues = max(maxValues, padded(r) * c); maxColumns = max(maxColumns, c)
         }
         if threads > 1 {
             // Threads update different blocks at once, folding into their rows of g: the rows
@@ -109,7 +123,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         }
         _ = try checkedInt32(values, "the stored values of X")
         let offDiagonal = b.nonzeroCount // at most
-        let needed = 4 * (3 * nb + 1) + 8 * (nb + 2 * n + 1) + 8 * offDiagonal + 4 * n + 8 * n + 4 * (threads + 1)
+        let needed = 4 * (3 * nb + 1) + 8 * (nb + 2 * n + 1) + 8 * offDiagonal + 4 * n + 8 * n + 4 * (threads + 1) + 4 * nb + 4 * n
         guard needed <= memoryBudget else {
             throw SparseKernelsError.memoryBudgetExceeded(what: "a scaled block product plan (\(nb) blocks, \(n) columns)",
                                                           neededBytes: needed, budgetBytes: memoryBudget)
@@ -155,12 +169,14 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         var maxEdges = 0
         var colStart = [Int32](repeating: 0, count: nb + 1), valueStart = [Int64](repeating: 0, count: nb)
         var columnPointers = [Int32](repeating: 0, count: n + 1), columnFirstRow = [Int32](repeating: 0, count: n)
+        var columnLength = [Int32](repeating: 0, count: n)
         var costs = [Int](repeating: 0, count: nb)
         for t in 0..<nb {
             colStart[t + 1] = colStart[t] + Int32(blockColumns[t])
-            if t + 1 < nb { valueStart[t + 1] = valueStart[t] + Int64(blockRows[t] * blockColumns[t]) }
+            if t + 1 < nb { valueStart[t + 1] = valueStart[t] + Int64(padded(blockRows[t]) * blockColumns[t]) }
             for j in Int(colStart[t])..<Int(colStart[t + 1]) {
-                columnPointers[j + 1] = columnPointers[j] + Int32(blockRows[t])
+                columnPointers[j + 1] = columnPointers[j] + Int32(padded(blockRows[t]))
+                columnLength[j] = Int32(blockRows[t])
                 columnFirstRow[j] = Int32(blockFirstRows[t])
                 costs[t] += blockRows[t] * (1 + Int(perRow[j + 1] - perRow[j]))
             }
@@ -183,8 +199,12 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         self.edgeValue = edgeValue
         self.diagonalValue = owned(diagonal, as: Int32.self)
         self.columnPointers = columnPointers
+        self.columnLength = columnLength
         self.columnFirstRow = columnFirstRow
-        self.maxBlockValues = maxValues
+        self.columnAlignment = columnAlignment
+        self.columnStride = owned(blockRows.map { Int32(padded($0)) }, as: Int32.self)
+        // (Each thread's scratch starts on an aligned value too.)
+        self.maxBlockValues = padded(maxValues)
         self.maxBlockColumns = maxColumns
         self.maxBlockEdges = maxEdges
         self.bounds = WorkerPool.balancedBoundaries(costs: costs, parts: threads)
@@ -202,7 +222,8 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         let linkCoefficient: OwnedBuffer<Double>     // Float uses half
         let done, changed: OwnedBuffer<Int64>
         init(plan: ScaledBlockProductPlan) {
-            scratch = OwnedBuffer(count: plan.threadCount * plan.maxBlockValues, zeroedAs: 0)
+            // On 64-byte lines, as the copies of padded columns then are.
+            scratch = OwnedBuffer(count: plan.threadCount * plan.maxBlockValues, zeroedAs: 0, alignment: 64)
             sourceScale = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
             sources = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
             written = OwnedBuffer(count: plan.threadCount * plan.maxBlockColumns, zeroedAs: 0)
@@ -268,7 +289,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
             nblocks: Int32(blockCount), col_start: colStart.pointer, rows: rows.pointer, row_start: rowStart.pointer,
             value_start: valueStart.pointer, edge_start: edgeStart.pointer, edge_col: edgeColumn.pointer,
             edge_val: edgeValue.pointer, diag_val: diagonalValue.pointer, max_block_values: Int64(maxBlockValues),
-            max_block_columns: Int32(maxBlockColumns), max_block_edges: Int64(maxBlockEdges))
+            max_block_columns: Int32(maxBlockColumns), max_block_edges: Int64(maxBlockEdges), column_stride: columnStride.pointer)
         return withUnsafePointer(to: &plan) { plan in
             bounds.withUnsafeBufferPointer { bounds in
                 var call = sk_scaled_block_call(
@@ -301,14 +322,34 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
             throw SparseKernelsError.shapeMismatch("the plan needs \(valueCount) values, \(columnCount) weights and \(rowCount) entries of g")
         }
         guard columnCount > 0 else { return }
-        columnPointers.withUnsafeBufferPointer { cp in
+        if columnAlignment == 1 {
+            columnPointers.withUnsafeBufferPointer { cp in
+                columnFirstRow.withUnsafeBufferPointer { first in
+                    if Scalar.self == Double.self {
+                        sk_block_gaxpy_f64(Int32(columnCount), cp.baseAddress, first.baseAddress, rebound(values, Double.self),
+                                           rebound(pendingWeights, Double.self), reboundMutable(v, Double.self))
+                    } else {
+                        sk_block_gaxpy_f32(Int32(columnCount), cp.baseAddress, first.baseAddress, rebound(values, Float.self),
+                                           rebound(pendingWeights, Float.self), reboundMutable(v, Float.self))
+                    }
+                }
+            }
+            return
+        }
+        // Padded columns: each column's own values only, one column at a time through the same
+        // kernel (so the sums round as the unpadded plan's do).
+        withUnsafeTemporaryAllocation(of: Int32.self, capacity: 2) { ap in
             columnFirstRow.withUnsafeBufferPointer { first in
-                if Scalar.self == Double.self {
-                    sk_block_gaxpy_f64(Int32(columnCount), cp.baseAddress, first.baseAddress, rebound(values, Double.self),
-                                       rebound(pendingWeights, Double.self), reboundMutable(v, Double.self))
-                } else {
-                    sk_block_gaxpy_f32(Int32(columnCount), cp.baseAddress, first.baseAddress, rebound(values, Float.self),
-                                       rebound(pendingWeights, Float.self), reboundMutable(v, Float.self))
+                for j in 0..<columnCount where pendingWeights[j] != 0 {
+                    ap[0] = columnPointers[j]
+                    ap[1] = columnPointers[j] + columnLength[j]
+                    if Scalar.self == Double.self {
+                        sk_block_gaxpy_f64(1, ap.baseAddress, first.baseAddress! + j, rebound(values, Double.self),
+                                           rebound(pendingWeights, Double.self) + j, reboundMutable(v, Double.self))
+                    } else {
+                        sk_block_gaxpy_f32(1, ap.baseAddress, first.baseAddress! + j, rebound(values, Float.self),
+                                           rebound(pendingWeights, Float.self) + j, reboundMutable(v, Float.self))
+                    }
                 }
             }
         }
@@ -324,7 +365,7 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
         for j in 0..<columnCount {
             let s = scales[j]
             if s == 1 { continue }
-            for p in Int(columnPointers[j])..<Int(columnPointers[j + 1]) { values[p] *= s }
+            for p in Int(columnPointers[j])..<Int(columnPointers[j]) + Int(columnLength[j]) { values[p] *= s }
             scales[j] = 1
         }
     }

@@ -13,9 +13,15 @@ func withNonNullPointer<T, R>(_ array: [T], _ body: (UnsafePointer<T>) throws ->
 final class OwnedBuffer<T> {
     @usableFromInline let pointer: UnsafeMutablePointer<T>
     @usableFromInline let count: Int
-    init(count: Int, zeroedAs zero: T) {
+    init(count: Int, zeroedAs zero: T, alignment: Int? = nil) {
         self.count = count
-        pointer = .allocate(capacity: Swift.max(count, 1))
+        if let alignment {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * MemoryLayout<T>.stride,
+                                                       alignment: Swift.max(alignment, MemoryLayout<T>.alignment))
+                .bindMemory(to: T.self, capacity: Swift.max(count, 1))
+        } else {
+            pointer = .allocate(capacity: Swift.max(count, 1))
+        }
         pointer.initialize(repeating: zero, count: Swift.max(count, 1))
     }
     deinit { pointer.deallocate() }
