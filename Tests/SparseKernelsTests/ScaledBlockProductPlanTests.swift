@@ -616,6 +616,16 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         try checkThreads(Float.self, seed: 62)
     }
 
+    /// Ten updates' B values, active flags and weights x (w += x ⊙ s after each), the diagonals
+    /// spread over 2^±12 so that the Float scales renormalise too.
+    private func tenSteps<S: SparseScalar>(_ problem: Problem, _ random: inout SeededGenerator) -> [([S], [UInt8], [S])] {
+        (0..<10).map { step in
+            let (bv, active): ([S], [UInt8]) = stepValues(problem, &random, activeProbability: [0.3, 1, 0.6][step % 3],
+                                                          diagonalValue: { r in r.nextSign() * exp2(Double.random(in: -12...12, using: &r)) })
+            return (bv, active, (0..<problem.blocks.n).map { _ in S(Double.random(in: -1...1, using: &random)) })
+        }
+    }
+
     private func checkThreads<S: SparseScalar>(_: S.Type, seed: UInt64) throws {
         var random = SeededGenerator(seed: seed)
         // 13 blocks with disjoint row ranges in g (with gaps); one of 0 rows, one of 0 columns.
@@ -627,14 +637,7 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         let blocks = Blocks(columns: columns, rows: rows, firstRows: firstRows, rowCount: next + 1)
         let problem = makeProblem(blocks, &random, density: 0.6)
         let initial: ([S], [S], [S], [S]) = randomState(blocks, &random)
-        var steps: [([S], [UInt8], [S])] = []
-        for step in 0..<10 {
-            // Diagonals spread over 2^±12, so the Float scales renormalise too.
-            let (bv, active): ([S], [UInt8]) = stepValues(problem, &random, activeProbability: [0.3, 1, 0.6][step % 3],
-                                                          diagonalValue: { r in r.nextSign() * exp2(Double.random(in: -12...12, using: &r)) })
-            let x = (0..<blocks.n).map { _ in S(Double.random(in: -1...1, using: &random)) }
-            steps.append((bv, active, x))
-        }
+        let steps: [([S], [UInt8], [S])] = tenSteps(problem, &random)
         var results: [(threads: Int, bits: [[UInt64]], done: [ScaledBlockProductPlan.Work])] = []
         for threads in [1, 2, 3, 5] {
             let plan = try problem.makePlan(threads: threads)
@@ -672,12 +675,7 @@ final class ScaledBlockProductPlanTests: XCTestCase {
         let blocks = Blocks(columns: columns, rows: rows, firstRows: firstRows, rowCount: next)
         let problem = makeProblem(blocks, &random, density: 0.6)
         let initial: ([S], [S], [S], [S]) = randomState(blocks, &random)
-        var steps: [([S], [UInt8], [S])] = []
-        for step in 0..<10 {
-            let (bv, active): ([S], [UInt8]) = stepValues(problem, &random, activeProbability: [0.3, 1, 0.6][step % 3],
-                                                          diagonalValue: { r in r.nextSign() * exp2(Double.random(in: -12...12, using: &r)) })
-            steps.append((bv, active, (0..<blocks.n).map { _ in S(Double.random(in: -1...1, using: &random)) }))
-        }
+        let steps: [([S], [UInt8], [S])] = tenSteps(problem, &random)
         for threads in [1, 2] {
             var reference: (y: [S], s: [S], w: [S], g: [S], done: [ScaledBlockProductPlan.Work])?
             for alignment in [1, 3, 8] {
