@@ -165,9 +165,8 @@ struct BenchProductCommand: ParsableCommand {
             var original = [S](repeating: 0, count: plan.storageCount)
             for (i, p) in upper.enumerated() { original[p] = S(jValues[positionInJt[i]]) }
             // X 64-byte aligned, as the learner holds it.
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(plan.storageCount, 1) * MemoryLayout<S>.stride, alignment: 64)
-            defer { raw.deallocate() }
-            let xv = UnsafeMutableBufferPointer(start: raw.bindMemory(to: S.self, capacity: max(plan.storageCount, 1)), count: plan.storageCount)
+            let storage = OwnedBuffer<S>(count: plan.storageCount, zeroedAs: 0, alignment: 64)
+            let xv = storage.buffer
             var times: [Double] = []
             var placement = BlockProductPlan.Placement.upper
             try a.withUnsafeBufferPointer { av in
@@ -182,6 +181,7 @@ struct BenchProductCommand: ParsableCommand {
             }
             var result = [Double](repeating: 0, count: jt.nonzeroCount)
             for (i, q) in positionInJt.enumerated() { result[q] = Double(xv[placement == .upper ? upper[i] : lower[i]]) }
+            withExtendedLifetime(storage) {} // xv points into it
             return [Statistics.median(times), Statistics.quantile(times, 0.1), Statistics.quantile(times, 0.9)] + result
         }
         let out = single ? try time(Float.self) : try time(Double.self)

@@ -682,13 +682,19 @@ final class ScaledBlockProductPlanTests: XCTestCase {
                 let plan = try problem.makePlan(threads: threads, columnAlignment: alignment)
                 XCTAssertEqual(plan.columnAlignment, alignment)
                 // Where unpadded value t of the plain layout lives in the padded one.
-                var place: [Int] = [], start = 0
+                var place: [Int] = [], start = 0, column = 0
                 for (b, r) in blocks.rows.enumerated() {
                     let stride = (r + alignment - 1) / alignment * alignment
-                    for c in 0..<blocks.columns[b] { for i in 0..<r { place.append(start + c * stride + i) } }
+                    for c in 0..<blocks.columns[b] {
+                        for i in 0..<r { place.append(start + c * stride + i) }
+                        XCTAssertEqual(plan.valueRange(ofColumn: column), (start + c * stride)..<(start + c * stride + r))
+                        column += 1
+                    }
                     start += stride * blocks.columns[b]
                 }
                 XCTAssertEqual(plan.valueCount, start)
+                XCTAssertNil(plan.valueRange(ofColumn: column))
+                XCTAssertNil(plan.valueRange(ofColumn: -1))
                 var (y0, s, w, g) = initial
                 var y = [S](repeating: .nan, count: plan.valueCount)
                 for (t, p) in place.enumerated() { y[p] = y0[t] }

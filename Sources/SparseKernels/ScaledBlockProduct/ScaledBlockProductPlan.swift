@@ -5,8 +5,9 @@ internal import CSparseKernels
 /// zero off the diagonal at any one step.
 ///
 /// X (m × n) is stored as `Y · diag(s)`: Y the stored values, block after block, each block
-/// column-major (columns padded to `columnAlignment` values, see `init`); s one scale per column. B's diagonal is applied to the scales alone, so an
-/// update costs only the off-diagonal terms of the rows of B the caller flags *active*:
+/// column-major, each column padded to a multiple of `columnAlignment` values
+/// (`valueRange(ofColumn:)`); s one scale per column. B's diagonal is applied to the scales alone,
+/// so an update costs only the off-diagonal terms of the rows of B the caller flags *active*:
 ///
 ///     Y(:,j) += (s_r · B(r,j) / s_j′) · Y_old(:,r)     for each active row r, each B(r,j), j ≠ r
 ///
@@ -305,6 +306,13 @@ public final class ScaledBlockProductPlan: @unchecked Sendable {
                             columnsWritten: (0..<threadCount).reduce(0) { $0 + Int(workspace.changed.pointer[$1]) })
             }
         }
+    }
+
+    /// Where column j's values lie in Y (its block's rows; the padding after them is not X's),
+    /// or nil if there is no column j.
+    public func valueRange(ofColumn j: Int) -> Range<Int>? {
+        guard j >= 0, j < columnCount else { return nil }
+        return Int(columnPointers[j])..<(Int(columnPointers[j]) + Int(columnLength[j]))
     }
 
     /// Folds the deferred product into g: `g += Y · w`, then w = 0.

@@ -8,12 +8,14 @@ func withNonNullPointer<T, R>(_ array: [T], _ body: (UnsafePointer<T>) throws ->
     }
 }
 
-/// An owned, fixed-size, zero-filled buffer for plan data passed to C (freed with its owner).
+/// An owned, fixed-size, zero-filled buffer for plan data passed to C (freed with its owner);
+/// with an alignment, for values the kernels stream (a 64-byte alignment keeps each vector load
+/// inside one cache line). Shared with the package's other modules for their kernels' arrays.
 @usableFromInline
-final class OwnedBuffer<T> {
-    @usableFromInline let pointer: UnsafeMutablePointer<T>
-    @usableFromInline let count: Int
-    init(count: Int, zeroedAs zero: T, alignment: Int? = nil) {
+package final class OwnedBuffer<T> {
+    @usableFromInline package let pointer: UnsafeMutablePointer<T>
+    @usableFromInline package let count: Int
+    package init(count: Int, zeroedAs zero: T, alignment: Int? = nil) {
         self.count = count
         if let alignment {
             pointer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(count, 1) * MemoryLayout<T>.stride,
@@ -25,5 +27,7 @@ final class OwnedBuffer<T> {
         pointer.initialize(repeating: zero, count: Swift.max(count, 1))
     }
     deinit { pointer.deallocate() }
+    /// The `count` values as a buffer (valid while the owner lives).
+    package var buffer: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: pointer, count: count) }
     var bytes: Int { MemoryLayout<T>.stride * count }
 }

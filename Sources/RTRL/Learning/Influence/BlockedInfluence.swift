@@ -36,25 +36,18 @@ final class BlockedInfluence<Scalar: SparseScalar>: InfluenceStorage {
     final class Stream {
         /// J's values in the plan's storage (`storageCount`: gaps and padding included), 64-byte
         /// aligned as the shifting panels need to be read at speed; zero-filled, owned here.
-        let values: UnsafeMutableBufferPointer<Scalar>
-        private let allocation: UnsafeMutableRawPointer
+        private let storage: OwnedBuffer<Scalar>
+        var values: UnsafeMutableBufferPointer<Scalar> { storage.buffer }
         var dynamics: [Scalar]
         var additions: [Scalar]
         /// Where J's values are in `values` this step.
         var placement = BlockProductPlan.Placement.upper
         let workspace: BlockProductPlan.Workspace
         init(values: Int, dynamics: Int, additions: Int, workspace: BlockProductPlan.Workspace) {
-            let raw = UnsafeMutableRawPointer.allocate(byteCount: max(values, 1) * MemoryLayout<Scalar>.stride, alignment: 64)
-            allocation = raw
-            self.values = UnsafeMutableBufferPointer(start: raw.bindMemory(to: Scalar.self, capacity: max(values, 1)), count: values)
-            self.values.initialize(repeating: 0)
+            storage = OwnedBuffer(count: values, zeroedAs: 0, alignment: 64)
             self.dynamics = [Scalar](repeating: 0, count: dynamics)
             self.additions = [Scalar](repeating: 0, count: additions)
             self.workspace = workspace
-        }
-        deinit {
-            values.deinitialize()
-            allocation.deallocate()
         }
     }
     let streams: [Stream]

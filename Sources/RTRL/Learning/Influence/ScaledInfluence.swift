@@ -42,8 +42,8 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
 
     final class Stream {
         /// The plan's values Y (`valueCount`, padding included), 64-byte aligned; owned here.
-        let values: UnsafeMutableBufferPointer<Scalar>
-        private let allocation: UnsafeMutableRawPointer
+        private let storage: OwnedBuffer<Scalar>
+        var values: UnsafeMutableBufferPointer<Scalar> { storage.buffer }
         var dynamics: [Scalar]
         /// Column scales σ, deferred gradient weights π, open flags.
         var scale: [Scalar]
@@ -54,18 +54,12 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
         var skipped = 0
         var columnsWritten = 0
         init(values: Int, dynamics: Int, columns: Int, workspace: ScaledBlockProductPlan.Workspace) {
-            allocation = UnsafeMutableRawPointer.allocate(byteCount: max(values, 1) * MemoryLayout<Scalar>.stride, alignment: 64)
-            self.values = UnsafeMutableBufferPointer(start: allocation.bindMemory(to: Scalar.self, capacity: max(values, 1)), count: values)
-            self.values.initialize(repeating: 0)
+            storage = OwnedBuffer(count: values, zeroedAs: 0, alignment: 64)
             self.dynamics = [Scalar](repeating: 0, count: dynamics)
             scale = [Scalar](repeating: 1, count: columns)
             pending = [Scalar](repeating: 0, count: columns)
             open = [UInt8](repeating: 0, count: columns)
             self.workspace = workspace
-        }
-        deinit {
-            values.deinitialize()
-            allocation.deallocate()
         }
     }
     let streams: [Stream]
@@ -112,23 +106,14 @@ final class ScaledInfluence<Scalar: SparseScalar>: InfluenceStorage {
             throw RTRLError.tooLarge(what: "the influence matrices of \(streams) stream(s) (\(values) entries each, \(plan.valueCount) stored)",
                                      neededBytes: held, budgetBytes: memoryBudget)
         }
-        // Where each storage column starts among the plan's values: the plan's columns follow the
-        // storage's, each its block's rows long, padded to whole cache lines.
-        let storageColumns = blocked.pattern
-        var valueStart = [Int32](repeating: 0, count: storageColumns.columnCount), length = valueStart
-        do {
-            var next = 0, block = 0, inBlock = 0
-            let columnsOfBlock = groups.map { graph.cell.stateComponents * pattern.reach(ofUnit: $0.lowerBound).count }
-            let rowsOfBlock = groups.map { Int(layout.unitStart[$0.upperBound] - layout.unitStart[$0.lowerBound]) }
-            for c in 0..<storageColumns.columnCount {
-                while inBlock == columnsOfBlock[block] { block += 1; inBlock = 0 }
-                valueStart[c] = Int32(next)
-                length[c] = storageColumns.columnPointers[c + 1] - storageColumns.columnPointers[c]
-                precondition(Int(length[c]) == rowsOfBlock[block], "a storage column holds its group's parameters")
-                next += (rowsOfBlock[block] + plan.columnAlignment - 1) / plan.columnAlignment * plan.columnAlignment
-                inBlock += 1
-            }
-            precondition(next == plan.valueCount, "the plan's values are the storage's columns, padded")
+        // Where each storage column's values lie among the plan's (its columns are the storage's).
+        var valueStart: [Int32] = [], length: [Int32] = []
+        for c in 0..<storage.columnCount {
+            let range = self.plan.valueRange(ofColumn: c)!
+            precondition(range.count == Int(storage.columnPointers[c + 1] - storage.columnPointers[c]),
+                         "a plan column holds its storage column's parameters")
+            valueStart.append(Int32(range.lowerBound))
+            length.append(Int32(range.count))
         }
         columnValueStart = valueStart
         columnLength = length
