@@ -37,6 +37,68 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms)(SK_REAL 
     }
 }
 
+/* Two or four target columns with the same number of terms nt (1 to 3) and deferred weights
+ * not zero, in one pass: what sk_add_terms does to each in turn, to the bit (g += w[0] y_old(0),
+ * then w[1] y_old(1), ...), with one load and one store of g for all of them instead of one
+ * each — g's traffic is as large as a column's, and the store port is what these loops wait on
+ * (Docs/BENCHMARKS.md). */
+#define SK_TERMS_1(o, q) ((o) + q##c0 * q##a0[i])
+#define SK_TERMS_2(o, q) ((o) + q##c0 * q##a0[i] + q##c1 * q##a1[i])
+#define SK_TERMS_3(o, q) ((o) + q##c0 * q##a0[i] + q##c1 * q##a1[i] + q##c2 * q##a2[i])
+#define SK_GROUP_TERMS(q, k)                                                                     \
+    SK_REAL *restrict q##y = y[k];                                                               \
+    const SK_REAL *restrict q##a0 = a[k][0], *restrict q##a1 = a[k][1], *restrict q##a2 = a[k][2]; \
+    const SK_REAL q##c0 = c[k][0], q##c1 = c[k][1], q##c2 = c[k][2], q##w = w[k];                 \
+    (void)q##a1; (void)q##a2; (void)q##c1; (void)q##c2;
+#define SK_GROUP2_LOOP(N)                                                                        \
+    for (int32_t i = 0; i < m; i++) {                                                            \
+        const SK_REAL o1 = p1y[i], o2 = p2y[i];                                                  \
+        const SK_REAL t = g[i] + p1w * o1;                                                       \
+        g[i] = t + p2w * o2;                                                                     \
+        p1y[i] = SK_TERMS_##N(o1, p1);                                                           \
+        p2y[i] = SK_TERMS_##N(o2, p2);                                                           \
+    }
+#define SK_GROUP4_LOOP(N)                                                                        \
+    for (int32_t i = 0; i < m; i++) {                                                            \
+        const SK_REAL o1 = p1y[i], o2 = p2y[i], o3 = p3y[i], o4 = p4y[i];                        \
+        SK_REAL t = g[i] + p1w * o1;                                                             \
+        t = t + p2w * o2;                                                                        \
+        t = t + p3w * o3;                                                                        \
+        g[i] = t + p4w * o4;                                                                     \
+        p1y[i] = SK_TERMS_##N(o1, p1);                                                           \
+        p2y[i] = SK_TERMS_##N(o2, p2);                                                           \
+        p3y[i] = SK_TERMS_##N(o3, p3);                                                           \
+        p4y[i] = SK_TERMS_##N(o4, p4);                                                           \
+    }
+static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms_group)(
+    SK_REAL *restrict const *y, const SK_REAL *restrict const (*a)[3], const SK_REAL (*c)[3], const SK_REAL *w,
+    int32_t count, int32_t nt, int32_t m, SK_REAL *restrict g)
+{
+    SK_GROUP_TERMS(p1, 0)
+    SK_GROUP_TERMS(p2, 1)
+    if (count == 2) {
+        switch (nt) {
+        case 1: SK_GROUP2_LOOP(1) break;
+        case 2: SK_GROUP2_LOOP(2) break;
+        default: SK_GROUP2_LOOP(3) break;
+        }
+        return;
+    }
+    SK_GROUP_TERMS(p3, 2)
+    SK_GROUP_TERMS(p4, 3)
+    switch (nt) {
+    case 1: SK_GROUP4_LOOP(1) break;
+    case 2: SK_GROUP4_LOOP(2) break;
+    default: SK_GROUP4_LOOP(3) break;
+    }
+}
+#undef SK_TERMS_1
+#undef SK_TERMS_2
+#undef SK_TERMS_3
+#undef SK_GROUP_TERMS
+#undef SK_GROUP2_LOOP
+#undef SK_GROUP4_LOOP
+
 /* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done) and
  * adds the number of columns whose values were written to *changed. */
 SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan, const SK_REAL *restrict Bv,
@@ -102,30 +164,66 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
             }
         }
         /* ... then each target column in one pass: its deferred product folded with the old
-         * values, and up to three terms added (more in further passes, rarely). */
-        for (int32_t j = 0; j < j1 - j0; j++) {
-            int32_t p = heads[j];
-            if (p < 0) continue;
-            heads[j] = -1;
-            SK_REAL *restrict y = Yb + (int64_t)j * ms;
-            const SK_REAL *restrict a[3] = { NULL, NULL, NULL };
-            SK_REAL c[3] = { 0, 0, 0 };
-            int32_t nt = 0;
-            for (; p >= 0 && nt < 3; p = links[p], nt++) {
-                a[nt] = scratch + (int64_t)link_source[p] * ms;
-                c[nt] = link_coef[p];
+         * values, and up to three terms added (more in further passes, rarely). The targets are
+         * taken source by source - the edges in reverse, each target where it first appears,
+         * which is where the first term of its list comes from - so that consecutive targets read
+         * the same source, which stays in the L1 cache between them. A target with a deferred
+         * weight and at most three terms waits for three more with as many terms, and the four
+         * go in one pass (sk_add_terms_group); the rest go at once, and those still waiting at
+         * the end two and one at a time. The order is fixed by the plan and the active columns,
+         * so the sums are the same for any number of threads. */
+        int32_t waiting[3] = { 0, 0, 0 };
+        SK_REAL *restrict wy[3][4];
+        const SK_REAL *restrict wa[3][4][3];
+        SK_REAL wc[3][4][3], ww[3][4];
+        for (int32_t t = ns - 1; t >= 0; t--) {
+            const int32_t r = sources[t];
+            for (int64_t e = edge_start[r + 1] - 1; e >= edge_start[r]; e--) {
+                const int32_t j = edge_col[e] - j0;
+                int32_t p = heads[j];
+                if (p < 0) continue;
+                heads[j] = -1;
+                written[j] = 1;
+                SK_REAL *restrict y = Yb + (int64_t)j * ms;
+                const SK_REAL *restrict a[3] = { NULL, NULL, NULL };
+                SK_REAL c[3] = { 0, 0, 0 };
+                int32_t nt = 0;
+                for (; p >= 0 && nt < 3; p = links[p], nt++) {
+                    a[nt] = scratch + (int64_t)link_source[p] * ms;
+                    c[nt] = link_coef[p];
+                }
+                done += (int64_t)nt * m;
+                SK_REAL *restrict wj = w + j0 + j;
+                if (p < 0 && *wj != 0) {
+                    const int32_t k = nt - 1, q = waiting[k];
+                    wy[k][q] = y;
+                    ww[k][q] = *wj;
+                    for (int32_t x = 0; x < 3; x++) { wa[k][q][x] = a[x]; wc[k][q][x] = c[x]; }
+                    *wj = 0;
+                    if (q < 3) { waiting[k] = q + 1; continue; }
+                    SK_NAME(sk_add_terms_group)(wy[k], (const SK_REAL *restrict const (*)[3])wa[k],
+                                                (const SK_REAL (*)[3])wc[k], ww[k], 4, nt, m, gb);
+                    waiting[k] = 0;
+                    continue;
+                }
+                SK_NAME(sk_add_terms)(y, m, a, c, nt, *wj != 0 ? gb : NULL, *wj);
+                *wj = 0;
+                for (; p >= 0; p = links[p]) {
+                    const SK_REAL *restrict more = scratch + (int64_t)link_source[p] * ms;
+                    const SK_REAL coef = link_coef[p];
+                    for (int32_t i = 0; i < m; i++) y[i] += coef * more[i];
+                    done += m;
+                }
             }
-            SK_REAL *restrict wj = w + j0 + j;
-            SK_NAME(sk_add_terms)(y, m, a, c, nt, *wj != 0 ? gb : NULL, *wj);
-            *wj = 0;
-            done += (int64_t)nt * m;
-            for (; p >= 0; p = links[p]) {
-                const SK_REAL *restrict more = scratch + (int64_t)link_source[p] * ms;
-                const SK_REAL coef = link_coef[p];
-                for (int32_t i = 0; i < m; i++) y[i] += coef * more[i];
-                done += m;
+        }
+        for (int32_t k = 0; k < 3; k++) {
+            int32_t q = 0;
+            if (waiting[k] >= 2) {
+                SK_NAME(sk_add_terms_group)(wy[k], (const SK_REAL *restrict const (*)[3])wa[k],
+                                            (const SK_REAL (*)[3])wc[k], ww[k], 2, k + 1, m, gb);
+                q = 2;
             }
-            written[j] = 1;
+            if (q < waiting[k]) SK_NAME(sk_add_terms)(wy[k][q], m, wa[k][q], wc[k][q], k + 1, gb, ww[k][q]);
         }
         for (int32_t j = 0; j < j1 - j0; j++) {
             columns += written[j];

@@ -162,7 +162,8 @@ typedef struct {
  * written and heads max_block_columns each (written all zero and heads all -1 on entry and on
  * return), links, link_source and link_coef max_block_edges each. The active columns' terms are
  * listed by target column, and each target column is then updated in one pass (its deferred
- * product folded with the old values, its terms added). Returns the multiply-adds of the
+ * product folded with the old values, its terms added): targets taken source by source, those
+ * with as many terms (up to three) four at a time, sharing g's pass. Returns the multiply-adds of the
  * off-diagonal terms done, and adds to *changed the number of columns of Y written (pushed into
  * or renormalised). */
 int64_t sk_scaled_block_update_f64(const sk_scaled_block_plan *plan, const double *Bv, const uint8_t *active,

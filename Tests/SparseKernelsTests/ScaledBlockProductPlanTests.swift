@@ -316,6 +316,9 @@ final class ScaledBlockProductPlanTests: XCTestCase {
             ("all at row 0", Blocks(columns: [2, 3, 1], rows: [3, 2, 4], firstRows: [0, 0, 0], rowCount: 4)),
             ("gaps", Blocks(columns: [2, 4, 3], rows: [3, 5, 2], firstRows: [1, 7, 15], rowCount: 20)),
             ("one block", Blocks(columns: [7], rows: [6], firstRows: [0], rowCount: 6)),
+            // Wide blocks: at few active columns most targets have one to three terms, so the
+            // kernel's groups of two and four targets with as many terms are formed.
+            ("wide blocks", Blocks(columns: [40, 27], rows: [9, 5], firstRows: [0, 9], rowCount: 14)),
         ]
         for k in 0..<8 {
             let count = Int.random(in: 1...6, using: &random)
