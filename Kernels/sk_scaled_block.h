@@ -99,6 +99,25 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms_group)(
 #undef SK_GROUP2_LOOP
 #undef SK_GROUP4_LOOP
 
+/* The sources: their columns j in increasing order, stored as -1 - j once copied aside. */
+#define SK_SOURCE_COLUMN(x) ((x) < 0 ? -1 - (x) : (x))
+
+/* Copies active column j's values (y) aside to its source's place in scratch, once. */
+static inline void SK_NAME(sk_keep_source)(int32_t *restrict sources, int32_t ns, int32_t j, const SK_REAL *restrict y,
+                                           int32_t m, SK_REAL *restrict scratch, int64_t ms)
+{
+    int32_t lo = 0, hi = ns - 1;
+    while (lo < hi) {
+        const int32_t mid = lo + (hi - lo) / 2;
+        if (SK_SOURCE_COLUMN(sources[mid]) < j) lo = mid + 1;
+        else hi = mid;
+    }
+    if (sources[lo] < 0) return;
+    SK_REAL *restrict copy = scratch + (int64_t)lo * ms;
+    for (int32_t i = 0; i < m; i++) copy[i] = y[i];
+    sources[lo] = -1 - j;
+}
+
 /* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done) and
  * adds the number of columns whose values were written to *changed. */
 SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan, const SK_REAL *restrict Bv,
@@ -121,13 +140,13 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
         const int64_t ms = plan->column_stride != NULL ? plan->column_stride[b] : m;
         SK_REAL *restrict Yb = Y + value_start[b];
         SK_REAL *restrict gb = g + row_start[b];
-        /* 1. Keep the old values and scales of the active columns: they are what gets pushed. */
+        /* 1. The active columns (the terms' sources) and their old scales. A source's old
+         * values are copied aside only if its column changes in this update (renormalised in 2,
+         * or a target in 4): the others are read where they are. A copied source is stored as
+         * -1 - j. */
         int32_t ns = 0;
         for (int32_t j = j0; j < j1; j++) {
             if (!active[j]) continue;
-            const SK_REAL *restrict y = Yb + (int64_t)(j - j0) * ms;
-            SK_REAL *restrict copy = scratch + (int64_t)ns * ms;
-            for (int32_t i = 0; i < m; i++) copy[i] = y[i];
             source_scale[ns] = s[j];
             sources[ns++] = j;
         }
@@ -142,6 +161,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 continue;
             }
             SK_REAL *restrict y = Yb + (int64_t)(j - j0) * ms;
+            if (active[j]) SK_NAME(sk_keep_source)(sources, ns, j, y, m, scratch, ms);
             SK_NAME(sk_fold_column)(y, m, gb, w + j);
             for (int32_t i = 0; i < m; i++) y[i] *= sj;
             s[j] = 1;
@@ -151,7 +171,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
          * listed by target column (heads/links: one list per column, -1 ends it) ... */
         int32_t np = 0;
         for (int32_t t = 0; t < ns; t++) {
-            const int32_t r = sources[t];
+            const int32_t r = SK_SOURCE_COLUMN(sources[t]);
             const int64_t e1 = edge_start[r + 1];
             for (int64_t e = edge_start[r]; e < e1; e++) {
                 const SK_REAL bval = Bv[edge_val[e]];
@@ -163,6 +183,14 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 heads[j] = np++;
             }
         }
+        /* The sources that are targets keep their old values aside before any target changes;
+         * from here on every source is read from one place, its copy or its column. */
+        for (int32_t t = 0; t < ns; t++) {
+            const int32_t r = sources[t];
+            if (r >= 0 && heads[r - j0] >= 0)
+                SK_NAME(sk_keep_source)(sources, ns, r, Yb + (int64_t)(r - j0) * ms, m, scratch, ms);
+        }
+#define SK_SOURCE(t) (sources[t] < 0 ? scratch + (int64_t)(t) * ms : Yb + (int64_t)(sources[t] - j0) * ms)
         /* ... then each target column in one pass: its deferred product folded with the old
          * values, and up to three terms added (more in further passes, rarely). The targets are
          * taken source by source - the edges in reverse, each target where it first appears,
@@ -177,7 +205,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
         const SK_REAL *restrict wa[3][4][3];
         SK_REAL wc[3][4][3], ww[3][4];
         for (int32_t t = ns - 1; t >= 0; t--) {
-            const int32_t r = sources[t];
+            const int32_t r = SK_SOURCE_COLUMN(sources[t]);
             for (int64_t e = edge_start[r + 1] - 1; e >= edge_start[r]; e--) {
                 const int32_t j = edge_col[e] - j0;
                 int32_t p = heads[j];
@@ -189,7 +217,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 SK_REAL c[3] = { 0, 0, 0 };
                 int32_t nt = 0;
                 for (; p >= 0 && nt < 3; p = links[p], nt++) {
-                    a[nt] = scratch + (int64_t)link_source[p] * ms;
+                    a[nt] = SK_SOURCE(link_source[p]);
                     c[nt] = link_coef[p];
                 }
                 done += (int64_t)nt * m;
@@ -209,7 +237,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 SK_NAME(sk_add_terms)(y, m, a, c, nt, *wj != 0 ? gb : NULL, *wj);
                 *wj = 0;
                 for (; p >= 0; p = links[p]) {
-                    const SK_REAL *restrict more = scratch + (int64_t)link_source[p] * ms;
+                    const SK_REAL *restrict more = SK_SOURCE(link_source[p]);
                     const SK_REAL coef = link_coef[p];
                     for (int32_t i = 0; i < m; i++) y[i] += coef * more[i];
                     done += m;
@@ -225,6 +253,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
             }
             if (q < waiting[k]) SK_NAME(sk_add_terms)(wy[k][q], m, wa[k][q], wc[k][q], k + 1, gb, ww[k][q]);
         }
+#undef SK_SOURCE
         for (int32_t j = 0; j < j1 - j0; j++) {
             columns += written[j];
             written[j] = 0;
