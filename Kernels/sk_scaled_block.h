@@ -71,8 +71,8 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms)(SK_REAL 
         p4y[i] = SK_TERMS_##N(o4, p4);                                                           \
     }
 static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms_group)(
-    SK_REAL *restrict const *y, const SK_REAL *restrict const (*a)[3], const SK_REAL (*c)[3], const SK_REAL *w,
-    int32_t count, int32_t nt, int32_t m, SK_REAL *restrict g)
+    SK_REAL *restrict const *y, const SK_REAL *restrict const (*a)[3], const SK_REAL (*c)[3],
+    const SK_REAL *w, int32_t count, int32_t nt, int32_t m, SK_REAL *restrict g)
 {
     SK_GROUP_TERMS(p1, 0)
     SK_GROUP_TERMS(p2, 1)
@@ -102,9 +102,8 @@ static inline __attribute__((always_inline)) void SK_NAME(sk_add_terms_group)(
 /* The sources: their columns j in increasing order, stored as -1 - j once copied aside. */
 #define SK_SOURCE_COLUMN(x) ((x) < 0 ? -1 - (x) : (x))
 
-/* Copies active column j's values (y) aside to its source's place in scratch, once. */
-static inline void SK_NAME(sk_keep_source)(int32_t *restrict sources, int32_t ns, int32_t j, const SK_REAL *restrict y,
-                                           int32_t m, SK_REAL *restrict scratch, int64_t ms)
+/* The index of active column j among the ns sources. */
+static inline int32_t SK_NAME(sk_source_index)(const int32_t *restrict sources, int32_t ns, int32_t j)
 {
     int32_t lo = 0, hi = ns - 1;
     while (lo < hi) {
@@ -112,10 +111,18 @@ static inline void SK_NAME(sk_keep_source)(int32_t *restrict sources, int32_t ns
         if (SK_SOURCE_COLUMN(sources[mid]) < j) lo = mid + 1;
         else hi = mid;
     }
-    if (sources[lo] < 0) return;
-    SK_REAL *restrict copy = scratch + (int64_t)lo * ms;
+    return lo;
+}
+
+/* Copies source t's values (column j, y) aside to its place in scratch, once. */
+static inline void SK_NAME(sk_keep_source)(int32_t *restrict sources, int32_t t, int32_t j,
+                                           const SK_REAL *restrict y, int32_t m, SK_REAL *restrict scratch,
+                                           int64_t ms)
+{
+    if (sources[t] < 0) return;
+    SK_REAL *restrict copy = scratch + (int64_t)t * ms;
     for (int32_t i = 0; i < m; i++) copy[i] = y[i];
-    sources[lo] = -1 - j;
+    sources[t] = -1 - j;
 }
 
 /* Blocks [b0, b1): returns the multiply-adds of the pushes (the off-diagonal terms done) and
@@ -161,7 +168,8 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
                 continue;
             }
             SK_REAL *restrict y = Yb + (int64_t)(j - j0) * ms;
-            if (active[j]) SK_NAME(sk_keep_source)(sources, ns, j, y, m, scratch, ms);
+            if (active[j])
+                SK_NAME(sk_keep_source)(sources, SK_NAME(sk_source_index)(sources, ns, j), j, y, m, scratch, ms);
             SK_NAME(sk_fold_column)(y, m, gb, w + j);
             for (int32_t i = 0; i < m; i++) y[i] *= sj;
             s[j] = 1;
@@ -188,7 +196,7 @@ SK_HOT int64_t SK_NAME(sk_scaled_block_update)(const sk_scaled_block_plan *plan,
         for (int32_t t = 0; t < ns; t++) {
             const int32_t r = sources[t];
             if (r >= 0 && heads[r - j0] >= 0)
-                SK_NAME(sk_keep_source)(sources, ns, r, Yb + (int64_t)(r - j0) * ms, m, scratch, ms);
+                SK_NAME(sk_keep_source)(sources, t, r, Yb + (int64_t)(r - j0) * ms, m, scratch, ms);
         }
 #define SK_SOURCE(t) (sources[t] < 0 ? scratch + (int64_t)(t) * ms : Yb + (int64_t)(sources[t] - j0) * ms)
         /* ... then each target column in one pass: its deferred product folded with the old
